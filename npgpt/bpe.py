@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import threading
@@ -203,6 +204,7 @@ class Encoding:
     def _check_merges(self, merges) -> list[tuple[bytes, bytes]]:
         made = {b for b in self._encoder if len(b) == 1}
         out = []
+        seen: set[tuple[bytes, bytes]] = set()
         for rank, pair in enumerate(merges):
             if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
                 raise TypeError(f"merge {rank} must be a pair of bytes, got {pair!r}")
@@ -214,6 +216,9 @@ class Encoding:
                     )
             if a + b not in self._encoder:
                 raise ValueError(f"merge {rank} ({a!r}, {b!r}) makes {a + b!r}, which is not in the vocabulary")
+            if (a, b) in seen:
+                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats an earlier merge")
+            seen.add((a, b))
             made.add(a + b)
             out.append((a, b))
         if len(out) >= 2**30:
@@ -357,7 +362,9 @@ class Encoding:
     def _special_sets(self, allowed_special, disallowed_special) -> tuple[frozenset, frozenset]:
         for arg, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
             if isinstance(value, str) and value != "all":
-                raise TypeError(f"{arg} must be 'all' or a set of str, got the str {value!r} (did you mean {{{value!r}}}?)")
+                raise TypeError(
+                    f"{arg} must be 'all' or a set of str, got the str {value!r} (did you mean {{{value!r}}}?)"
+                )
             if not isinstance(value, (str, Collection)):
                 raise TypeError(f"{arg} must be 'all' or a set of str, got {type(value).__name__}")
         allowed = frozenset(self._special_tokens if allowed_special == "all" else allowed_special)
@@ -433,7 +440,7 @@ class Encoding:
         self,
         text: str,
         *,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),  # noqa: B006
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> list[int]:
         """Encode `text` into token ids.
@@ -462,7 +469,7 @@ class Encoding:
         self,
         text: str,
         *,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),  # noqa: B006
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> np.ndarray:
         """Like `encode`, as a NumPy array: uint16 when every id fits (GPT-2), else uint32.
@@ -504,7 +511,7 @@ class Encoding:
         text: Sequence[str],
         *,
         num_threads: int = 8,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),  # noqa: B006
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
     ) -> list[list[int]]:
         """Encode many texts, in threads; results in input order.
@@ -536,7 +543,7 @@ class Encoding:
         self,
         texts: Iterable[str],
         *,
-        allowed_special: Literal["all"] | Collection[str] = frozenset(),  # noqa: B006
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
         disallowed_special: Literal["all"] | Collection[str] = "all",
         chunk_chars: int = 1 << 16,
     ) -> Iterator[int]:
@@ -598,7 +605,8 @@ class Encoding:
                 return TypeError(f"token ids must be integers, got {t!r} at position {k}")
             if not 0 <= t <= self.max_token_value or self._decode_list[t] is None:
                 return InvalidTokenError(
-                    f"token id {t} at position {k} is not in the vocabulary of {self!r} (ids are 0..{self.max_token_value})"
+                    f"token id {t} at position {k} is not in the vocabulary of {self!r} "
+                    f"(ids are 0..{self.max_token_value})"
                 )
         return exc
 
@@ -673,7 +681,9 @@ class Encoding:
             text_len += sum(1 for c in b if not 0x80 <= c < 0xC0)
         return b"".join(token_bytes).decode("utf-8", errors="strict"), offsets
 
-    def decode_batch(self, batch: Sequence[Sequence[int]], *, errors: str = "replace", num_threads: int = 8) -> list[str]:
+    def decode_batch(
+        self, batch: Sequence[Sequence[int]], *, errors: str = "replace", num_threads: int = 8
+    ) -> list[str]:
         """`decode` of many token lists; results in input order."""
         return self._map(functools.partial(self.decode, errors=errors), batch, num_threads)
 
@@ -692,7 +702,7 @@ class Encoding:
             return vocab_files.write_gpt2_files(directory, self._decoder, self._merges, self._special_tokens)
         if format == "tiktoken":
             merged = [self._encoder[a + b] for a, b in self._merges]
-            if any(x >= y for x, y in zip(merged, merged[1:])):
+            if any(x >= y for x, y in itertools.pairwise(merged)):
                 raise ValueError(
                     "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order"
                 )

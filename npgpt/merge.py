@@ -21,10 +21,10 @@ which the tests hold this module to. Here the same loop runs over NumPy arrays i
   long ones a linked list plus a binary heap of ``(rank, position)`` with lazy deletion
   (`_merge_long`, O(n log n)), so ``"a" * 10**6`` stays linear-ish.
 
-Both merge loops merge the lowest rank first and, among equal ranks, the leftmost pair first. For a
-consistent merge list (each merge's parts made by earlier merges, which `npgpt.bpe.Encoding`
-checks) a merge never creates a pair of lower rank than itself, so this order is exactly GPT-2's
-"merge every occurrence of the best pair, left to right".
+Both loops do exactly what GPT-2 does: take the lowest-ranked pair and merge *every* occurrence of
+it in one left-to-right sweep, then look again. (Merging one occurrence at a time, as tiktoken does,
+gives the same answer for GPT-2's files, but not for a merge list in which two different pairs make
+the same bytes: there, a merge can create a pair of lower rank in the middle of a sweep.)
 
 Every kernel takes and returns arrays and integers only; the checks happen in `npgpt.bpe` before a
 kernel is entered, and every array access here stays inside the sizes the caller passed.
@@ -82,9 +82,8 @@ def build_pair_table(lefts, rights, merged, cap):
         s = _pair_slot(key, mask)
         while keys[s] != -1 and keys[s] != key:
             s = (s + 1) & mask
-        if keys[s] == -1:  # the first occurrence of a pair is its rank; a repeat is ignored
-            keys[s] = key
-            vals[s] = (np.int64(i) << 32) | np.int64(merged[i])
+        keys[s] = key  # pairs are unique (npgpt.bpe.Encoding checks)
+        vals[s] = (np.int64(i) << 32) | np.int64(merged[i])
     return keys, vals
 
 
@@ -152,29 +151,28 @@ def token_lookup(slots, hashes, pool, offsets, ids, buf, start, end, h):
 def _merge_short(parts, m, ranks, keys, vals):
     """Merge ``parts[:m]`` in place; return the new length. ``ranks`` is scratch of size >= m.
 
-    The textbook loop: keep the rank of every adjacent pair; merge the lowest (leftmost on ties);
-    update the two neighbouring ranks; repeat.
+    The textbook loop: find the lowest-ranked adjacent pair; sweep left to right merging each of
+    its (non-overlapping) occurrences; recompute the pair ranks; repeat.
     """
-    for i in range(m - 1):
-        ranks[i] = pair_lookup(keys, vals, parts[i], parts[i + 1])
     while m > 1:
         best = NO_RANK
-        at = -1
         for i in range(m - 1):
-            if ranks[i] < best:
-                best = ranks[i]
-                at = i
-        if at < 0:
+            ranks[i] = pair_lookup(keys, vals, parts[i], parts[i + 1])
+            best = min(best, ranks[i])
+        if best == NO_RANK:
             break
-        parts[at] = np.int32(best & 0xFFFFFFFF)
-        for i in range(at + 1, m - 1):  # close the gap left by parts[at + 1]
-            parts[i] = parts[i + 1]
-            ranks[i] = ranks[i + 1]
-        m -= 1
-        if at > 0:
-            ranks[at - 1] = pair_lookup(keys, vals, parts[at - 1], parts[at])
-        if at < m - 1:
-            ranks[at] = pair_lookup(keys, vals, parts[at], parts[at + 1])
+        merged = np.int32(best & 0xFFFFFFFF)
+        w = 0
+        i = 0
+        while i < m:
+            if i < m - 1 and ranks[i] == best:
+                parts[w] = merged
+                i += 2
+            else:
+                parts[w] = parts[i]
+                i += 1
+            w += 1
+        m = w
     return m
 
 
@@ -211,14 +209,15 @@ def _heap_pop(heap, size):
 
 
 @njit(cache=True, nogil=True)
-def _merge_long(parts, m, nxt, prv, heap, keys, vals):
+def _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals):
     """Same result as `_merge_short`, in O(m log m): a linked list of parts and a heap of candidates.
 
-    A heap item is ``rank << 32 | position``, so the heap pops the lowest rank and, among equal
-    ranks, the leftmost pair. Merging makes old items stale; they are skipped when popped (their
-    left part is gone, or the pair at that position is no longer the one pushed).
-    Scratch: `nxt`, `prv` of size >= m; `heap` of size >= 3 * m (m - 1 pairs at the start plus at
-    most two new ones per merge).
+    A heap item is ``rank << 32 | position``. The lowest rank is taken off the heap with all its
+    occurrences at once (they come out leftmost first) and merged as one sweep, as GPT-2 does; pairs
+    that the sweep creates wait in the heap for the next round. Merging makes old items stale; a
+    stale item is skipped (its left part is gone, or the pair there is no longer the one pushed).
+    Scratch: `nxt`, `prv` of size >= m; `heap` and `sweep` of size >= 3 * m (m - 1 pairs at the
+    start plus at most two new ones per merge).
     """
     size = 0
     for i in range(m):
@@ -229,29 +228,34 @@ def _merge_long(parts, m, nxt, prv, heap, keys, vals):
         if v != NO_RANK:
             size = _heap_push(heap, size, ((v >> 32) << 32) | i)
     while size > 0:
-        item, size = _heap_pop(heap, size)
-        pos = item & 0xFFFFFFFF
-        rank = item >> 32
-        right = nxt[pos]
-        if parts[pos] < 0 or right < 0:
-            continue
-        v = pair_lookup(keys, vals, parts[pos], parts[right])
-        if v == NO_RANK or (v >> 32) != rank:
-            continue
-        parts[pos] = np.int32(v & 0xFFFFFFFF)
-        parts[right] = -1
-        after = nxt[right]
-        nxt[pos] = after
-        if after >= 0:
-            prv[after] = pos
-            w = pair_lookup(keys, vals, parts[pos], parts[after])
-            if w != NO_RANK:
-                size = _heap_push(heap, size, ((w >> 32) << 32) | pos)
-        before = prv[pos]
-        if before >= 0:
-            w = pair_lookup(keys, vals, parts[before], parts[pos])
-            if w != NO_RANK:
-                size = _heap_push(heap, size, ((w >> 32) << 32) | before)
+        rank = heap[0] >> 32
+        k = 0
+        while size > 0 and (heap[0] >> 32) == rank:
+            item, size = _heap_pop(heap, size)
+            sweep[k] = item & 0xFFFFFFFF
+            k += 1
+        for j in range(k):
+            pos = sweep[j]
+            right = nxt[pos]
+            if parts[pos] < 0 or right < 0:
+                continue
+            v = pair_lookup(keys, vals, parts[pos], parts[right])
+            if v == NO_RANK or (v >> 32) != rank:
+                continue
+            parts[pos] = np.int32(v & 0xFFFFFFFF)
+            parts[right] = -1
+            after = nxt[right]
+            nxt[pos] = after
+            if after >= 0:
+                prv[after] = pos
+                w = pair_lookup(keys, vals, parts[pos], parts[after])
+                if w != NO_RANK:
+                    size = _heap_push(heap, size, ((w >> 32) << 32) | pos)
+            before = prv[pos]
+            if before >= 0:
+                w = pair_lookup(keys, vals, parts[before], parts[pos])
+                if w != NO_RANK:
+                    size = _heap_push(heap, size, ((w >> 32) << 32) | before)
     # compact the surviving parts to the front
     n = 0
     i = 0
@@ -263,7 +267,7 @@ def _merge_long(parts, m, nxt, prv, heap, keys, vals):
 
 
 @njit(cache=True, nogil=True)
-def merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap):
+def merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep):
     """BPE of ``buf[start:end]`` into ``parts``; return how many ids it wrote.
 
     All scratch arrays are sized by the caller for the longest piece it passes.
@@ -273,7 +277,7 @@ def merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, h
         parts[i] = byte_ids[buf[start + i]]
     if m <= SHORT_PIECE:
         return _merge_short(parts, m, ranks, keys, vals)
-    return _merge_long(parts, m, nxt, prv, heap, keys, vals)
+    return _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals)
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ class PieceCache:
 @njit(cache=True, nogil=True)
 def _cache_get(cache, buf, start, end, h, out, o):
     """Copy the cached ids of ``buf[start:end]`` to ``out[o:]``; return how many, or -1 on a miss."""
-    slots, hashes, key_off, val_off, key_pool, val_pool, state = cache
+    slots, hashes, key_off, val_off, key_pool, val_pool, _state = cache
     mask = slots.shape[0] - 1
     s = np.int64(h & np.uint64(mask))
     n = end - start
@@ -384,6 +388,7 @@ def encode_pieces(buf, bounds, forced, byte_ids, pairs, tokens, cache, max_cache
     nxt = np.empty(longest if is_long else 0, np.int64)
     prv = np.empty(longest if is_long else 0, np.int64)
     heap = np.empty(3 * longest if is_long else 0, np.int64)
+    sweep = np.empty(3 * longest if is_long else 0, np.int64)
     has_forced = forced.shape[0] > 0
     o = 0
     for k in range(n_pieces):
@@ -411,7 +416,7 @@ def encode_pieces(buf, bounds, forced, byte_ids, pairs, tokens, cache, max_cache
             if got >= 0:
                 o += got
                 continue
-        m = merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap)
+        m = merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep)
         for i in range(m):
             out[o + i] = parts[i]
         o += m
@@ -437,7 +442,8 @@ def self_encoding(pool, offsets, ids, byte_ids, keys, vals):
     nxt = np.empty(longest, np.int64)
     prv = np.empty(longest, np.int64)
     heap = np.empty(3 * longest, np.int64)
+    sweep = np.empty(3 * longest, np.int64)
     for j in range(n):
-        m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, keys, vals, parts, ranks, nxt, prv, heap)
+        m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep)
         ok[j] = m == 1 and parts[0] == ids[j]
     return ok

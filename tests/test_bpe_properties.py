@@ -1,0 +1,106 @@
+"""Hypothesis: round trips, and the numba path equal to the textbook encoder (tests/reference.py)."""
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from npgpt import Encoding
+from tests.conftest import corpus_file, corpus_files
+from tests.reference import ReferenceEncoder, bpe, random_merges
+
+# All of Unicode, surrogates excluded (they are not text; see test_surrogates_like_tiktoken), plus
+# text built from the characters where GPT-2's pattern has its corner cases.
+unicode_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
+tricky = st.lists(
+    st.sampled_from([*list("aZ7 \t\n\r'’sdmltvre\x85\u2028\u3000\xa0é漢😀́-.!"), "'s", "'re", "\r\n"]),
+    max_size=120,
+).map("".join)
+texts = st.one_of(unicode_text, tricky)
+
+
+@given(texts)
+def test_roundtrip(enc, text):
+    ids = enc.encode(text, disallowed_special=())
+    assert enc.decode(ids) == text
+    assert enc.decode_bytes(ids) == text.encode("utf-8")
+    assert enc.encode_to_numpy(text, disallowed_special=()).tolist() == ids
+    assert enc.encode_ordinary(text) == ids
+
+
+@given(st.lists(texts, max_size=6))
+def test_batch_roundtrip(enc, docs):
+    assert enc.decode_batch(enc.encode_ordinary_batch(docs, num_threads=2)) == docs
+
+
+@given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans())
+def test_encode_iterable_equals_encode(enc, text, sizes, with_special):
+    if with_special:
+        text = text + "<|endoftext|>" + text[: len(text) // 2]
+    chunks, i = [], 0
+    while i < len(text):
+        n = sizes[len(chunks) % len(sizes)]
+        chunks.append(text[i : i + n])
+        i += n
+    got = list(enc.encode_iterable(chunks, allowed_special="all", chunk_chars=8))
+    assert got == enc.encode(text, allowed_special="all")
+
+
+@given(texts)
+def test_equals_reference_encoder(enc, ref, text):
+    assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
+
+
+@given(st.lists(st.sampled_from(["a", " b", "<|endoftext|>", "é", "\n"]), max_size=20))
+def test_special_tokens_equal_reference(enc, ref, parts):
+    text = "".join(parts)
+    assert enc.encode(text, allowed_special="all") == ref.encode(text, {"<|endoftext|>"})
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 120), st.text("abcd ", max_size=400))
+def test_random_vocabularies_equal_reference(seed, n_merges, text):
+    """Vocabularies unlike GPT-2's: tokens that do not encode to themselves, long pieces (heap path)."""
+    vocab, merges = random_merges(random.Random(seed), b"abcd ", n_merges)
+    enc = Encoding(vocab, merges, pattern=r"\S+|\s+")
+    ref = ReferenceEncoder(vocab, merges, pattern=r"\S+|\s+")
+    assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(65, 600))
+@example(seed=6900, length=241)  # two pairs make the same bytes: merging one at a time would differ
+def test_long_pieces_take_the_heap_path(seed, length):
+    rng = random.Random(seed)
+    vocab, merges = random_merges(rng, b"ab", 60)
+    text = "".join(rng.choice("ab") for _ in range(length))
+    enc = Encoding(vocab, merges, pattern=r"\S+")
+    ranks = {p: r for r, p in reversed(list(enumerate(merges)))}
+    inverse = {b: i for i, b in vocab.items()}
+    assert enc.encode_ordinary(text) == [inverse[b] for b in bpe(text.encode(), ranks)]
+
+
+def test_piece_cache_stays_bounded_and_correct(enc, ref):
+    from npgpt.merge import PieceCache
+
+    enc._local.cache = PieceCache(slots=64, pool_bytes=256)  # tiny: forces many resets
+    try:
+        rng = np.random.default_rng(0)
+        words = ["".join(rng.choice(list("qxzjkv"), size=rng.integers(3, 9))) for _ in range(300)]
+        text = " ".join(words * 3)
+        assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
+        assert enc._local.cache.state[1] > 0  # it was emptied and refilled
+    finally:
+        del enc._local.cache
+
+
+def test_no_quadratic_blowup(enc, ref):
+    # correctness of the long-piece path on GPT-2 (speed is measured in bench/encode.py)
+    for text in ("a" * 5000, "ab" * 3000, "".join(random.Random(1).choice("xyzXYZ") for _ in range(4000))):
+        assert enc.encode(text) == ref.encode_ordinary(text)
+
+
+@pytest.mark.parametrize("name", corpus_files())
+def test_corpus_equals_reference(enc, ref, name):
+    text = corpus_file(name).read_text(encoding="utf-8")
+    assert enc.encode_ordinary(text) == ref.encode_ordinary(text)

