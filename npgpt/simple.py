@@ -104,10 +104,10 @@ class SimpleTokenizerV1:
 
     Example
     -------
-    >>> tok = SimpleTokenizerV1(build_vocab("I like tea."))
+    >>> tok = SimpleTokenizerV1(build_vocab("I like tea."))  # ids in sorted order: . I like tea
     >>> tok.encode("I like tea.")
-    [0, 2, 3, 1]
-    >>> tok.decode([0, 2, 3, 1])
+    [1, 2, 3, 0]
+    >>> tok.decode([1, 2, 3, 0])
     'I like tea.'
     """
 
