@@ -6,12 +6,21 @@
 
 Peers (optional, ``pip install -e .[bench]``): tiktoken and riptoken built offline from the very
 GPT-2 files npgpt loads, and Hugging Face tokenizers (byte-level BPE from the same files). Every
-tokenizer's output is checked against npgpt's before it is timed.
+peer's output is compared with npgpt's before it is timed.
 
-Figures: MB/s of ``encode_ordinary`` (UTF-8 bytes per second, one thread, best of --repeat), per
-file and over the whole corpus, and the ratio npgpt / peer. npgpt is timed with a fresh Encoding
-each repeat, so its piece cache starts empty. Also: time to encode long pieces with no spaces, to
-show the merge loop stays linear. Results go to the "encode" section of bench/RESULTS.md.
+What is measured (UTF-8 MB/s, best of --repeat; the repeats are interleaved, every tokenizer once per
+round, so that a slow moment of a shared machine hits all of them alike):
+
+- one thread, ``encode_ordinary`` per document; npgpt gets a fresh ``Encoding`` every round, so its
+  piece cache starts empty;
+- ``encode_ordinary_batch`` of all documents with 2 threads, against each peer's single thread and
+  its own 2-thread batch;
+- where npgpt's time goes: the scanner alone, the whole kernel (scanner + merges), and the Python
+  around it (UTF-8 encoding, building the list of ids);
+- ``import npgpt`` and the first ``encode`` in a new process, with the numba cache warm and cold;
+- long pieces with no spaces, to show the merge loop stays linear.
+
+Results go to the "encode" section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,51 +29,54 @@ import argparse
 import base64
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import numpy as np  # noqa: E402
 
 import npgpt  # noqa: E402
 from npgpt import vocab_files  # noqa: E402
 
+THREADS = 2
+
 
 def npgpt_factory():
+    """A function that returns a new GPT-2 Encoding with its tables built and an empty piece cache."""
     vocab, merges = vocab_files.read_gpt2(vocab_files.find_gpt2_files())
 
-    def fresh():
+    def fresh() -> npgpt.Encoding:
         enc = npgpt.Encoding(vocab, merges, {"<|endoftext|>": 50256}, name="gpt2")
-        enc.encode_ordinary("warm up: build the tables")  # not timed: one-off table build
-        return enc.encode_ordinary
+        enc._get_tables()  # not timed: the one-off table build
+        return enc
 
     return fresh
 
 
 def peers() -> dict[str, object]:
-    """encode_ordinary of each importable peer, built from npgpt's own GPT-2 files (no network)."""
+    """Each importable peer, built from npgpt's own GPT-2 files (no network)."""
     enc = npgpt.get_encoding("gpt2")
-    ranks = {b: i for b, i in enc._mergeable_ranks.items()}
+    ranks = enc._mergeable_ranks
     specials = {"<|endoftext|>": 50256}
     found = {}
     try:
         import tiktoken
 
-        tk = tiktoken.Encoding("gpt2-local", pat_str=enc.pattern, mergeable_ranks=ranks, special_tokens=specials)
-        found[f"tiktoken {tiktoken.__version__}"] = tk.encode_ordinary
+        found[f"tiktoken {tiktoken.__version__}"] = tiktoken.Encoding(
+            "gpt2-local", pat_str=enc.pattern, mergeable_ranks=ranks, special_tokens=specials)
     except ImportError:
         pass
     try:
         import riptoken
 
-        rt = riptoken.CoreBPE(ranks, specials, enc.pattern)
-        found[f"riptoken {riptoken.__version__}"] = rt.encode_ordinary
+        found[f"riptoken {riptoken.__version__}"] = riptoken.CoreBPE(ranks, specials, enc.pattern)
     except ImportError:
         pass
     try:
-        import tempfile
-
         import tokenizers
         from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -72,26 +84,125 @@ def peers() -> dict[str, object]:
             v, m = enc.save(d)
             hf = Tokenizer(models.BPE.from_file(str(v), str(m)))
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        found[f"HF tokenizers {tokenizers.__version__}"] = lambda t: hf.encode(t).ids
+        found[f"HF tokenizers {tokenizers.__version__}"] = hf
     except ImportError:
         pass
     return found
 
 
-def best_time(fn, texts: list[str], repeat: int, fresh=None) -> float:
-    best = float("inf")
+def single(tok):
+    if hasattr(tok, "encode_ordinary"):
+        return tok.encode_ordinary
+    return lambda t: tok.encode(t).ids
+
+
+def batch(tok):
+    if isinstance(tok, npgpt.Encoding) or type(tok).__module__.startswith("tiktoken"):
+        return lambda docs: tok.encode_ordinary_batch(docs, num_threads=THREADS)
+    if hasattr(tok, "encode_ordinary_batch"):  # riptoken: a Rust thread pool over all (here 2) cores
+        return tok.encode_ordinary_batch
+    return None  # HF tokenizers: its own thread pool, and not encode_ordinary
+
+
+def timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def speed_table(docs, tokenizers, fresh, repeat):
+    """Best time per (tokenizer, document) and per tokenizer over all documents, interleaved."""
+    best: dict[str, dict[str, float]] = {name: {} for name in tokenizers}
     for _ in range(repeat):
-        f = fresh() if fresh else fn
-        t0 = time.perf_counter()
-        for t in texts:
-            f(t)
-        best = min(best, time.perf_counter() - t0)
+        for name, tok in tokenizers.items():
+            fn = single(fresh() if tok is None else tok)
+            total = 0.0
+            for doc_name, text in docs:
+                t = timed(fn, text)
+                total += t
+                best[name][doc_name] = min(best[name].get(doc_name, t), t)
+            best[name]["(all)"] = min(best[name].get("(all)", total), total)
     return best
 
 
-def long_pieces(encode) -> list[list[str]]:
+def batch_table(docs, tokenizers, fresh, repeat, best_single):
+    texts = [t for _, t in docs]
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for name, tok in tokenizers.items():
+            fn = batch(fresh() if tok is None else tok)
+            if fn is not None:
+                t = timed(fn, texts)
+                best[name] = min(best.get(name, t), t)
+    rows = [["tokenizer", f"{THREADS}-thread batch MB/s", "scaling over its 1 thread",
+             "npgpt batch / this one's 1 thread"]]
+    total = sum(len(t.encode("utf-8")) for t in texts)
+    for name, t in best.items():
+        rows.append([name, f"{total / t / 1e6:.2f}", f"{best_single[name]['(all)'] / t:.2f}x",
+                     f"{best_single[name]['(all)'] / best['npgpt']:.2f}x"])
+    return rows
+
+
+def breakdown(docs, fresh, repeat):
+    """Per document: scanner only, whole kernel, whole encode_ordinary (ms, best of repeat)."""
+    from npgpt import merge, scan
+    from npgpt.unicode_tables import char_classes
+
+    classes = char_classes()
+    rows = [["document", "scan ms", "merge ms", "Python glue ms", "total ms"]]
+    sums = np.zeros(3)
+    for doc_name, text in docs:
+        buf = text.encode("utf-8")
+        arr = np.frombuffer(buf, np.uint8)
+        bounds = np.empty(len(arr) + 1, np.int64)
+        segments = np.array([[0, len(arr), -1]], np.int64)
+        out = np.empty(len(arr) + 1, np.int32)
+        t_scan = t_kernel = t_total = float("inf")
+        for _ in range(repeat):
+            t_scan = min(t_scan, timed(scan.scan, arr, 0, len(arr), classes, bounds))
+            enc = fresh()
+            byte_ids, pairs, tokens = enc._get_tables()
+            cache = enc._piece_cache()
+            t_kernel = min(t_kernel, timed(merge.encode_segments, arr, segments, True, classes, byte_ids, pairs,
+                                           tokens, cache.arrays(), cache.MAX_PIECE, out))
+            t_total = min(t_total, timed(fresh().encode_ordinary, text))
+        part = np.array([t_scan, t_kernel - t_scan, t_total - t_kernel]) * 1e3
+        sums += part
+        rows.append([doc_name, *[f"{x:.1f}" for x in part], f"{part.sum():.1f}"])
+    rows.append(["(all)", *[f"{x:.1f}" for x in sums], f"{sums.sum():.1f}"])
+    return rows
+
+
+def startup() -> list[list[str]]:
+    """import and first encode in a fresh process, numba cache warm and cold."""
+    code = ("import time; t0 = time.perf_counter(); import npgpt; t1 = time.perf_counter(); "
+            "e = npgpt.get_encoding('gpt2'); t2 = time.perf_counter(); e.encode('hello world'); "
+            "t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2)")
+    rows = [["numba cache", "import npgpt s", "get_encoding('gpt2') s", "first encode s"]]
+    with tempfile.TemporaryDirectory() as cold_dir:
+        cold = dict(os.environ, NUMBA_CACHE_DIR=cold_dir, NPGPT_CACHE_DIR=cold_dir)
+        for label, env in (("warm", dict(os.environ)), ("cold (empty cache dir)", cold)):
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)  # fills a warm cache
+            if label.startswith("cold"):
+                for p in Path(cold_dir).iterdir():  # and empty it again, so the timed run compiles
+                    if p.is_file():
+                        p.unlink()
+                    else:
+                        import shutil
+
+                        shutil.rmtree(p)
+            best = None
+            for _ in range(3 if label == "warm" else 1):
+                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+                vals = [float(x) for x in out.stdout.split()]
+                best = vals if best is None else [min(a, b) for a, b in zip(best, vals, strict=True)]
+            rows.append([label, *[f"{v:.3f}" for v in best]])
+    return rows
+
+
+def long_pieces(fresh) -> list[list[str]]:
     rng = random.Random(0)
-    rows = [["input (one piece, no spaces)", "n = 10^5", "n = 10^6", "ratio (10x input)"]]
+    rows = [["input (one piece, no spaces)", "n = 10^5", "n = 10^6", "10x the input takes"]]
     makers = {
         '"a" * n': lambda n: "a" * n,
         "random base64, n chars": lambda n: base64.b64encode(rng.randbytes(n * 3 // 4)).decode(),
@@ -99,23 +210,18 @@ def long_pieces(encode) -> list[list[str]]:
     }
     for name, make in makers.items():
         small, big = make(10**5), make(10**6)
-        t_small = min(_timed(encode, small) for _ in range(3))
-        t_big = min(_timed(encode, big) for _ in range(2))
+        # a fresh Encoding each time: a warm piece cache would flatter the small input
+        t_small = min(timed(fresh().encode_ordinary, small) for _ in range(3))
+        t_big = min(timed(fresh().encode_ordinary, big) for _ in range(3))
         rows.append([name, f"{t_small * 1e3:.1f} ms", f"{t_big * 1e3:.1f} ms", f"{t_big / t_small:.1f}x"])
     return rows
-
-
-def _timed(fn, text) -> float:
-    t0 = time.perf_counter()
-    fn(text)
-    return time.perf_counter() - t0
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="*", type=Path)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="first 200 kB of each file, one repeat")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="first 200 kB of up to 8 files, 2 rounds")
     ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = ap.parse_args(argv)
 
@@ -126,53 +232,54 @@ def main(argv=None) -> None:
     docs = common.read_files(paths)
     if args.quick:
         docs = [(n, t[:200_000]) for n, t in docs[:8]]
-        args.repeat = 1
-    total_bytes = sum(len(t.encode("utf-8")) for _, t in docs)
-    print(f"corpus: {source}: {len(docs)} files, {total_bytes / 1e6:.2f} MB")
+        args.repeat = 2
+    if len(docs) > 12:  # many small files (the standard library): one document per group of files
+        step = -(-len(docs) // 12)
+        docs = [(f"files {i + 1}-{min(i + step, len(docs))}", "\n".join(t for _, t in docs[i : i + step]))
+                for i in range(0, len(docs), step)]
+    sizes = {n: len(t.encode("utf-8")) for n, t in docs}
+    sizes["(all)"] = total = sum(sizes.values())
+    print(f"corpus: {source}: {len(docs)} documents, {total / 1e6:.2f} MB")
 
     fresh = npgpt_factory()
-    reference = fresh()
-    expected = {n: reference(t) for n, t in docs}
+    expected = {n: fresh().encode_ordinary(t) for n, t in docs}
     tokenizers = {"npgpt": None, **peers()}
-    for name, fn in tokenizers.items():
-        if fn is not None:
-            wrong = [n for n, t in docs if list(fn(t)) != expected[n]]
-            if wrong:
-                print(f"  {name}: output differs from npgpt on {wrong}; still timed", file=sys.stderr)
+    for name, tok in list(tokenizers.items())[1:]:
+        wrong = [n for n, t in docs if list(single(tok)(t)) != expected[n]]
+        if wrong:
+            print(f"  {name}: output differs from npgpt on {wrong}; still timed", file=sys.stderr)
 
-    # per tokenizer, per file, best of --repeat
-    per_file: dict[str, dict[str, float]] = {}
-    for name, fn in tokenizers.items():
-        per_file[name] = {}
-        for doc_name, text in docs if len(docs) <= 12 else []:
-            per_file[name][doc_name] = best_time(fn, [text], args.repeat, fresh if fn is None else None)
-        per_file[name]["(all)"] = best_time(fn, [t for _, t in docs], args.repeat, fresh if fn is None else None)
-        mbs = total_bytes / per_file[name]["(all)"] / 1e6
-        print(f"  {name:<24} {mbs:7.2f} MB/s")
-
-    names = list(tokenizers)
-    cols = ["(all)"] + [n for n, _ in docs] if len(docs) <= 12 else ["(all)"]
-    sizes = {"(all)": total_bytes, **{n: len(t.encode("utf-8")) for n, t in docs}}
+    best = speed_table(docs, tokenizers, fresh, args.repeat)
+    for name in tokenizers:
+        print(f"  {name:<24} {total / best[name]['(all)'] / 1e6:7.2f} MB/s")
+    cols = ["(all)"] + [n for n, _ in docs]
     rows = [["tokenizer", *[f"{c} MB/s" for c in cols]]]
-    for name in names:
-        rows.append([name, *[f"{sizes[c] / per_file[name][c] / 1e6:.2f}" for c in cols]])
+    rows += [[name, *[f"{sizes[c] / best[name][c] / 1e6:.2f}" for c in cols]] for name in tokenizers]
     ratio_rows = [["npgpt / peer", *cols]]
-    for name in names[1:]:
-        ratio_rows.append([name, *[f"{per_file[name][c] / per_file['npgpt'][c]:.2f}x" for c in cols]])
+    ratio_rows += [[name, *[f"{best[name][c] / best['npgpt'][c]:.2f}x" for c in cols]] for name in list(tokenizers)[1:]]
 
-    long_rows = long_pieces(npgpt.get_encoding("gpt2").encode_ordinary)
-    body = "\n\n".join([
+    sections = [
         "## Encoding speed (`bench/encode.py`)",
         common.header(),
-        f"Corpus: {source}, {len(docs)} files, {total_bytes / 1e6:.2f} MB. One thread, `encode_ordinary`, "
-        f"best of {args.repeat}; npgpt with a fresh `Encoding` (empty piece cache) each time. "
+        f"Corpus: {source}, {len(docs)} documents, {total / 1e6:.2f} MB. Best of {args.repeat} interleaved rounds; "
+        "npgpt with a fresh `Encoding` (empty piece cache) every round. "
         f"Versions: {common.versions('npgpt', 'numba', 'numpy', 'regex', 'tiktoken', 'riptoken', 'tokenizers')}.",
+        "### One thread, `encode_ordinary`",
         common.table(rows),
-        "Ratio of npgpt's speed to each peer's (above 1 means npgpt is faster):",
+        "npgpt's speed over each peer's (above 1: npgpt is faster):",
         common.table(ratio_rows) if len(ratio_rows) > 1 else "(no peer installed: `pip install -e .[bench]`)",
-        "Long pieces: the merge loop must stay roughly linear (10x the input should take about 10x the time):",
-        common.table(long_rows),
-    ])
+        f"### `encode_ordinary_batch` of the {len(docs)} documents, {THREADS} threads",
+        common.table(batch_table(docs, tokenizers, fresh, args.repeat, best)),
+        "### Where npgpt's time goes (one thread, fresh `Encoding`)",
+        "scan: the numba pre-tokenizer alone; merge: the rest of the kernel (lookups, piece cache, merge "
+        "loop); Python glue: everything else in `encode_ordinary` (UTF-8 encoding, the list of ids).",
+        common.table(breakdown(docs, fresh, args.repeat)),
+        "### Start-up, in a new process",
+        common.table(startup()),
+        "### Long pieces: the merge loop stays roughly linear (10x the input should take about 10x the time)",
+        common.table(long_pieces(fresh)),
+    ]
+    body = "\n\n".join(sections)
     print(body)
     if not args.no_write:
         common.write_section("encode", body)

@@ -43,18 +43,24 @@ import numpy as np
 
 from npgpt import vocab_files
 from npgpt.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.unicode_tables import char_classes
 
 __all__ = ["Encoding", "InvalidTokenError", "get_encoding", "list_encoding_names"]
 
 ENDOFTEXT = "<|endoftext|>"
-_EMPTY_FORCED = np.empty(0, np.int32)
+
+
+_kernels = None
 
 
 def _merge():
     # numba is imported on the first encode, not by `import npgpt` (importing it takes ~0.3 s).
-    from npgpt import merge
+    global _kernels
+    if _kernels is None:
+        from npgpt import merge
 
-    return merge
+        _kernels = merge
+    return _kernels
 
 
 class InvalidTokenError(ValueError, KeyError):
@@ -72,6 +78,19 @@ def _special_regex(tokens: frozenset[str]) -> re.Pattern:
     # Longest first: regex alternation takes the first alternative that matches, so when two
     # special tokens start at the same place the longer one wins.
     return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
+
+
+@functools.lru_cache(maxsize=64)
+def _special_regex_bytes(tokens: frozenset[str]) -> re.Pattern:
+    # The same over UTF-8 bytes, for the scanner path, which works on bytes.
+    ordered = sorted(tokens, key=lambda t: (-len(t.encode("utf-8")), t))
+    return re.compile(b"|".join(re.escape(t.encode("utf-8")) for t in ordered))
+
+
+def _check_disallowed(text: str, disallowed: frozenset[str]) -> None:
+    # `in` is a fast substring search; the regex runs only to report the first offender.
+    if any(t in text for t in disallowed):
+        _raise_disallowed(_special_regex(disallowed).search(text).group())
 
 
 def _raise_disallowed(token: str) -> None:
@@ -149,6 +168,8 @@ class Encoding:
         self.name = name
         self._pat_str = pattern
         self._regex = compile_pattern(pattern)
+        # GPT-2's pattern runs on the numba scanner (npgpt.scan); any other on the `regex` module.
+        self._scanned = pattern == GPT2_PATTERN
         self._special_tokens = self._assign_special_ids(special_tokens, by_bytes, vocab)
         special_ids = set(self._special_tokens.values())
         # Mergeable tokens: everything that is not a special token.
@@ -338,17 +359,18 @@ class Encoding:
         offsets = np.zeros(len(multi) + 1, np.int64)
         np.cumsum(lens, out=offsets[1:])
         pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
-        ok = m.self_encoding(pool, offsets, ids, byte_ids, *pairs)
+        ok = m.self_encoding(pool, offsets, ids, byte_ids, pairs)
         self.n_tokens_not_self_encoding = int((~ok).sum())
-        keep = np.flatnonzero(ok)
+        keep = np.flatnonzero(ok & (lens < 2**16))  # the table packs lengths in 16 bits
         k_lens = lens[keep]
         k_off = np.zeros(len(keep) + 1, np.int64)
         np.cumsum(k_lens, out=k_off[1:])
         k_pool = np.frombuffer(b"".join(multi[j][1] for j in keep), np.uint8)
         k_ids = ids[keep]
         tcap = 1 << max(4, (2 * len(keep)).bit_length())
-        slots, hashes = m.build_token_table(k_pool, k_off, k_ids, tcap)
-        return byte_ids, pairs, (slots, hashes, k_pool, k_off, k_ids)
+        token_table = m.build_token_table(k_pool, k_off, k_ids, tcap)
+        joinable = m.joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
+        return byte_ids, pairs, (token_table, k_pool, joinable)
 
     def _piece_cache(self):
         cache = getattr(self._local, "cache", None)
@@ -396,8 +418,19 @@ class Encoding:
         forced += [-1] * len(part)
         return pieces, forced
 
+    def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
+        """One numba call for the whole text (see `npgpt.merge.encode_segments`); int32 ids."""
+        byte_ids, pairs, tokens = self._get_tables()
+        cache = self._piece_cache()
+        out = np.empty(len(buf) + len(segments), np.int32)
+        count = _merge().encode_segments(
+            np.frombuffer(buf, np.uint8), segments, scan, char_classes(), byte_ids, pairs, tokens,
+            cache.arrays(), cache.MAX_PIECE, out,
+        )
+        return out[:count]
+
     def _encode_pieces(self, pieces: Sequence[str], forced: Sequence[int] | None) -> np.ndarray:
-        """Run the merge kernel over `pieces` (one call for the whole text); int32 ids."""
+        """Custom patterns: pieces cut by the `regex` module, one kernel row per piece."""
         n = len(pieces)
         joined = "".join(pieces)
         if joined.isascii():
@@ -407,22 +440,36 @@ class Encoding:
             encoded = [p.encode("utf-8") for p in pieces]  # raises on surrogates: see _encode
             buf = b"".join(encoded)
             lens = np.fromiter(map(len, encoded), np.int64, n)
-        bounds = np.zeros(n + 1, np.int64)
-        np.cumsum(lens, out=bounds[1:])
-        forced_arr = _EMPTY_FORCED if forced is None else np.asarray(forced, np.int32)
-        byte_ids, pairs, tokens = self._get_tables()
-        cache = self._piece_cache()
-        out = np.empty(len(buf) + len(forced_arr), np.int32)
-        count = _merge().encode_pieces(
-            np.frombuffer(buf, np.uint8), bounds, forced_arr, byte_ids, pairs, tokens, cache.arrays(),
-            cache.MAX_PIECE, out,
-        )
-        return out[:count]
+        segments = np.empty((n, 3), np.int64)
+        np.cumsum(lens, out=segments[:, 1])
+        segments[:, 0] = segments[:, 1] - lens
+        segments[:, 2] = -1 if forced is None else forced
+        return self._run_kernel(buf, segments, False)
+
+    def _encode_scanned(self, buf: bytes, allowed: frozenset) -> np.ndarray:
+        """GPT-2's pattern: the numba scanner cuts the UTF-8 bytes; special tokens are cut first."""
+        present = frozenset(t for t in allowed if t.encode("utf-8") in buf) if allowed else None
+        if not present:
+            segments = np.empty((1, 3), np.int64)
+            segments[0] = 0, len(buf), -1
+            return self._run_kernel(buf, segments, True)
+        rows, start = [], 0
+        for m in _special_regex_bytes(present).finditer(buf):
+            rows += [(start, m.start(), -1), (m.start(), m.end(), self._special_tokens[m.group().decode()])]
+            start = m.end()
+        rows.append((start, len(buf), -1))
+        return self._run_kernel(buf, np.array(rows, np.int64), True)
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         text = _check_text(text)
-        if disallowed and (m := _special_regex(disallowed).search(text)):
-            _raise_disallowed(m.group())
+        if disallowed:
+            _check_disallowed(text, disallowed)
+        if self._scanned:
+            try:
+                buf = text.encode("utf-8")
+            except UnicodeEncodeError:
+                buf = _fix_surrogates(text).encode("utf-8")
+            return self._encode_scanned(buf, allowed)
         try:
             return self._encode_pieces(*self._pieces(text, allowed))
         except UnicodeEncodeError:
@@ -567,8 +614,8 @@ class Encoding:
             if size < chunk_chars:
                 continue
             text = "".join(buffered)
-            if disallowed and (m := _special_regex(disallowed).search(text)):
-                _raise_disallowed(m.group())
+            if disallowed:
+                _check_disallowed(text, disallowed)
             cut = self._safe_cut(text, allowed, len(text) - hold)
             yield from self._encode(text[:cut], allowed, frozenset()).tolist()
             buffered, size = [text[cut:]], len(text) - cut

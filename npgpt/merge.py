@@ -10,7 +10,7 @@ This is OpenAI's original GPT-2 algorithm. Its plain-Python form is `tests/refer
 which the tests hold this module to. Here the same loop runs over NumPy arrays inside numba:
 
 - pair table: an open-addressing hash table from ``(left_id, right_id)`` to ``(rank, merged_id)``,
-  stored as two int64 arrays (`build_pair_table`, `pair_lookup`);
+  key and value side by side in one int64 array (`build_pair_table`, `pair_lookup`);
 - whole-piece table: most pieces (``" the"``, ``" and"``) are themselves tokens; a hash table of
   token bytes finds them with one lookup, skipping the merge loop (`token_lookup`). Only tokens that
   the merge loop itself would produce from their bytes are in it, so the shortcut never changes an
@@ -35,12 +35,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from npgpt.scan import piece_end
+
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
+SCRATCH = 256  # the encode loop's work arrays fit pieces up to this many bytes; longer get their own
 
 _FNV_OFFSET = np.uint64(14695981039346656037)
 _FNV_PRIME = np.uint64(1099511628211)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = np.uint64(0xFF51AFD7ED558CCD)
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,10 +53,18 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 @njit(cache=True, nogil=True, inline="always")
 def hash_bytes(buf, start, end):
-    """FNV-1a over ``buf[start:end]``: simple, and good enough for short byte strings."""
+    """FNV-1a over ``buf[start:end]``, then a final mix.
+
+    The tables take a slot from the low bits of the hash, and FNV's low bits mix poorly (the low k
+    bits of a product depend only on the low k bits of its factors), so similar pieces would crowd
+    into neighbouring slots. The xor-shift-multiply finish (from MurmurHash3) spreads every bit.
+    """
     h = _FNV_OFFSET
     for i in range(start, end):
         h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
+    h ^= h >> np.uint64(33)
+    h *= _MIX
+    h ^= h >> np.uint64(33)
     return h
 
 
@@ -69,34 +81,34 @@ def _pair_slot(key, mask):
 
 @njit(cache=True)
 def build_pair_table(lefts, rights, merged, cap):
-    """Hash table of merges: key ``left << 32 | right`` -> value ``rank << 32 | merged_id``.
+    """Hash table of merges, one int64 array: slot s holds the key ``left << 32 | right`` at 2s and
+    the value ``rank << 32 | merged_id`` at 2s + 1, side by side so a probe touches one cache line.
 
-    `cap` is a power of two at least twice the number of merges; empty slots hold key -1.
-    Rank i is the i-th merge.
+    `cap` (slots) is a power of two at least twice the number of merges; empty slots hold key -1.
+    Rank i is the i-th merge; pairs are unique (`npgpt.bpe.Encoding` checks).
     """
-    keys = np.full(cap, -1, np.int64)
-    vals = np.zeros(cap, np.int64)
+    table = np.full(2 * cap, -1, np.int64)
     mask = cap - 1
     for i in range(lefts.shape[0]):
         key = (np.int64(lefts[i]) << 32) | np.int64(rights[i])
         s = _pair_slot(key, mask)
-        while keys[s] != -1 and keys[s] != key:
+        while table[2 * s] != -1:
             s = (s + 1) & mask
-        keys[s] = key  # pairs are unique (npgpt.bpe.Encoding checks)
-        vals[s] = (np.int64(i) << 32) | np.int64(merged[i])
-    return keys, vals
+        table[2 * s] = key
+        table[2 * s + 1] = (np.int64(i) << 32) | np.int64(merged[i])
+    return table
 
 
 @njit(cache=True, nogil=True, inline="always")
-def pair_lookup(keys, vals, left, right):
+def pair_lookup(pairs, left, right):
     """Return ``rank << 32 | merged`` of the pair, or ``NO_RANK`` when it is not a merge."""
     key = (np.int64(left) << 32) | np.int64(right)
-    mask = keys.shape[0] - 1
+    mask = pairs.shape[0] // 2 - 1
     s = _pair_slot(key, mask)
     while True:
-        k = keys[s]
+        k = pairs[2 * s]
         if k == key:
-            return vals[s]
+            return pairs[2 * s + 1]
         if k == -1:
             return NO_RANK
         s = (s + 1) & mask
@@ -106,41 +118,43 @@ def pair_lookup(keys, vals, left, right):
 def build_token_table(pool, offsets, ids, cap):
     """Hash table from token bytes to id. Token ``ids[j]`` has bytes ``pool[offsets[j]:offsets[j+1]]``.
 
-    Returns ``slots`` (token index j, or -1 when empty) and ``hashes``.
+    One int64 array, three per slot side by side: the hash of the bytes, the id (-1 when empty),
+    and ``offset << 16 | length`` of the bytes in `pool`.
     """
-    slots = np.full(cap, -1, np.int64)
-    hashes = np.zeros(cap, np.uint64)
+    table = np.full(3 * cap, -1, np.int64)
     mask = cap - 1
     for j in range(ids.shape[0]):
         h = hash_bytes(pool, offsets[j], offsets[j + 1])
         s = np.int64(h & np.uint64(mask))
-        while slots[s] != -1:
+        while table[3 * s + 1] != -1:
             s = (s + 1) & mask
-        slots[s] = j
-        hashes[s] = h
-    return slots, hashes
+        table[3 * s] = np.int64(h)
+        table[3 * s + 1] = ids[j]
+        table[3 * s + 2] = (offsets[j] << 16) | (offsets[j + 1] - offsets[j])
+    return table
 
 
-@njit(cache=True, nogil=True)
-def token_lookup(slots, hashes, pool, offsets, ids, buf, start, end, h):
+@njit(cache=True, nogil=True, inline="always")
+def token_lookup(table, pool, buf, start, end, h):
     """Id of the token whose bytes are ``buf[start:end]`` (hash `h`), or -1."""
-    mask = slots.shape[0] - 1
+    mask = table.shape[0] // 3 - 1
     s = np.int64(h & np.uint64(mask))
+    key = np.int64(h)
     n = end - start
-    while slots[s] != -1:
-        if hashes[s] == h:
-            j = slots[s]
-            a = offsets[j]
-            if offsets[j + 1] - a == n:
-                same = True
-                for i in range(n):
-                    if pool[a + i] != buf[start + i]:
-                        same = False
-                        break
-                if same:
-                    return ids[j]
+    while True:
+        t = table[3 * s + 1]
+        if t == -1:
+            return -1
+        if table[3 * s] == key and table[3 * s + 2] & 0xFFFF == n:
+            a = table[3 * s + 2] >> 16
+            same = True
+            for i in range(n):
+                if pool[a + i] != buf[start + i]:
+                    same = False
+                    break
+            if same:
+                return t
         s = (s + 1) & mask
-    return -1
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,31 +162,41 @@ def token_lookup(slots, hashes, pool, offsets, ids, buf, start, end, h):
 
 
 @njit(cache=True, nogil=True)
-def _merge_short(parts, m, ranks, keys, vals):
-    """Merge ``parts[:m]`` in place; return the new length. ``ranks`` is scratch of size >= m.
+def _merge_short(parts, m, ranks, fresh, pairs):
+    """Merge ``parts[:m]`` in place; return the new length. ``ranks``, ``fresh``: scratch of size >= m.
 
     The textbook loop: find the lowest-ranked adjacent pair; sweep left to right merging each of
-    its (non-overlapping) occurrences; recompute the pair ranks; repeat.
+    its (non-overlapping) occurrences; repeat. ``ranks[i]`` is the rank of pair (i, i + 1). One
+    pass per sweep does everything: it writes the merged parts, looks up again only the pairs that
+    touch a newly merged token (``fresh``), and finds the lowest rank for the next sweep.
     """
-    while m > 1:
-        best = NO_RANK
-        for i in range(m - 1):
-            ranks[i] = pair_lookup(keys, vals, parts[i], parts[i + 1])
-            best = min(best, ranks[i])
-        if best == NO_RANK:
-            break
+    best = NO_RANK
+    for i in range(m - 1):
+        ranks[i] = pair_lookup(pairs, parts[i], parts[i + 1])
+        best = min(best, ranks[i])
+    while best != NO_RANK:
         merged = np.int32(best & 0xFFFFFFFF)
+        next_best = NO_RANK
         w = 0
         i = 0
         while i < m:
+            # reads happen at i, writes at w - 1 and w <= i: the sweep can work in place
             if i < m - 1 and ranks[i] == best:
                 parts[w] = merged
+                fresh[w] = True
                 i += 2
             else:
                 parts[w] = parts[i]
+                ranks[w] = ranks[i]  # pair (w, w + 1): still right unless w + 1 turns out fresh
+                fresh[w] = False
                 i += 1
+            if w > 0:
+                if fresh[w] or fresh[w - 1]:
+                    ranks[w - 1] = pair_lookup(pairs, parts[w - 1], parts[w])
+                next_best = min(next_best, ranks[w - 1])
             w += 1
         m = w
+        best = next_best
     return m
 
 
@@ -209,22 +233,22 @@ def _heap_pop(heap, size):
 
 
 @njit(cache=True, nogil=True)
-def _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals):
+def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     """Same result as `_merge_short`, in O(m log m): a linked list of parts and a heap of candidates.
 
     A heap item is ``rank << 32 | position``. The lowest rank is taken off the heap with all its
     occurrences at once (they come out leftmost first) and merged as one sweep, as GPT-2 does; pairs
     that the sweep creates wait in the heap for the next round. Merging makes old items stale; a
     stale item is skipped (its left part is gone, or the pair there is no longer the one pushed).
-    Scratch: `nxt`, `prv` of size >= m; `heap` and `sweep` of size >= 3 * m (m - 1 pairs at the
-    start plus at most two new ones per merge).
+    Scratch: `nxt`, `prv` of size >= m; `heap` and `sweep` of size >= 2 * m (m - 1 pairs at the
+    start; each merge pops at least one item and pushes at most two).
     """
     size = 0
     for i in range(m):
         nxt[i] = i + 1 if i + 1 < m else -1
         prv[i] = i - 1
     for i in range(m - 1):
-        v = pair_lookup(keys, vals, parts[i], parts[i + 1])
+        v = pair_lookup(pairs, parts[i], parts[i + 1])
         if v != NO_RANK:
             size = _heap_push(heap, size, ((v >> 32) << 32) | i)
     while size > 0:
@@ -239,7 +263,7 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals):
             right = nxt[pos]
             if parts[pos] < 0 or right < 0:
                 continue
-            v = pair_lookup(keys, vals, parts[pos], parts[right])
+            v = pair_lookup(pairs, parts[pos], parts[right])
             if v == NO_RANK or (v >> 32) != rank:
                 continue
             parts[pos] = np.int32(v & 0xFFFFFFFF)
@@ -248,12 +272,12 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals):
             nxt[pos] = after
             if after >= 0:
                 prv[after] = pos
-                w = pair_lookup(keys, vals, parts[pos], parts[after])
+                w = pair_lookup(pairs, parts[pos], parts[after])
                 if w != NO_RANK:
                     size = _heap_push(heap, size, ((w >> 32) << 32) | pos)
             before = prv[pos]
             if before >= 0:
-                w = pair_lookup(keys, vals, parts[before], parts[pos])
+                w = pair_lookup(pairs, parts[before], parts[pos])
                 if w != NO_RANK:
                     size = _heap_push(heap, size, ((w >> 32) << 32) | before)
     # compact the surviving parts to the front
@@ -267,17 +291,29 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals):
 
 
 @njit(cache=True, nogil=True)
-def merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep):
-    """BPE of ``buf[start:end]`` into ``parts``; return how many ids it wrote.
+def scratch(longest):
+    """Work arrays for the merge loops, for pieces of up to `longest` bytes:
+    ``(parts, ranks, fresh, nxt, prv, heap, sweep)``; the last four only when the heap path can run."""
+    n = max(longest, 1)
+    short = min(n, SHORT_PIECE)
+    long = n if n > SHORT_PIECE else 0
+    return (np.empty(n, np.int32), np.empty(short, np.int64), np.empty(short, np.bool_), np.empty(long, np.int32),
+            np.empty(long, np.int32), np.empty(2 * long, np.int64), np.empty(2 * long, np.int32))
 
-    All scratch arrays are sized by the caller for the longest piece it passes.
+
+@njit(cache=True, nogil=True)
+def merge_bytes(buf, start, end, byte_ids, pairs, work):
+    """BPE of ``buf[start:end]`` into ``work[0]``; return how many ids it wrote.
+
+    `work` comes from ``scratch(n)`` with n at least ``end - start``.
     """
+    parts, ranks, fresh, nxt, prv, heap, sweep = work
     m = end - start
     for i in range(m):
         parts[i] = byte_ids[buf[start + i]]
     if m <= SHORT_PIECE:
-        return _merge_short(parts, m, ranks, keys, vals)
-    return _merge_long(parts, m, nxt, prv, heap, sweep, keys, vals)
+        return _merge_short(parts, m, ranks, fresh, pairs)
+    return _merge_long(parts, m, nxt, prv, heap, sweep, pairs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,146 +323,202 @@ def merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, h
 class PieceCache:
     """A bounded bytes -> ids memo for pieces that needed the merge loop.
 
-    A plain container of NumPy arrays, so that a kernel can read and write it. When any part is full
-    the kernel empties it and starts again, so memory stays bounded
-    (about ``slots * 16 + pool_bytes * 5`` bytes; 3.5 MB with the defaults).
-    Not thread-safe: each thread uses its own (`npgpt.bpe.Encoding` keeps one per thread).
+    Laid out for few cache misses, since a lookup happens for every piece that is not a token:
+
+    - ``table``: open addressing, two int64 per slot side by side: the piece's hash, and
+      ``start << 20 | n_bytes << 10 | n_ids`` (-1 when empty);
+    - ``pool``: each entry's bytes followed by its ids (4 bytes each, little-endian), together.
+
+    When the table is half full or the pool has no room, the kernel empties it and starts again, so
+    memory stays bounded (``16 * slots + pool_bytes``: 3 MB with the defaults). Pieces longer than
+    `MAX_PIECE` bytes are not cached (they rarely repeat). Not thread-safe: each thread uses its
+    own (`npgpt.bpe.Encoding` keeps one per thread).
     """
 
-    MAX_PIECE = 256  # longer pieces are rarely repeated; caching them would only churn the pool
+    MAX_PIECE = 256  # < 1024: lengths are packed in 10 bits
 
-    def __init__(self, slots: int = 1 << 16, pool_bytes: int = 1 << 19):
-        self.slots = np.full(slots, -1, np.int64)  # entry index, -1 = empty
-        self.hashes = np.zeros(slots, np.uint64)
-        n_entries = slots // 2  # keep the load factor at most 1/2
-        self.key_off = np.zeros(n_entries + 1, np.int64)
-        self.val_off = np.zeros(n_entries + 1, np.int64)
-        self.key_pool = np.zeros(pool_bytes, np.uint8)
-        self.val_pool = np.zeros(pool_bytes, np.int32)  # a piece never has more ids than bytes
-        self.state = np.zeros(2, np.int64)  # [entries used, resets so far]
+    def __init__(self, slots: int = 1 << 16, pool_bytes: int = 1 << 21):
+        if slots & (slots - 1) or slots < 4:
+            raise ValueError(f"slots must be a power of two >= 4, got {slots}")
+        self.table = np.full(2 * slots, -1, np.int64)
+        self.pool = np.zeros(pool_bytes, np.uint8)
+        self.state = np.zeros(3, np.int64)  # [entries, pool bytes used, times emptied]
 
     def arrays(self):
-        return (self.slots, self.hashes, self.key_off, self.val_off, self.key_pool, self.val_pool, self.state)
+        return (self.table, self.pool, self.state)
 
 
 @njit(cache=True, nogil=True)
 def _cache_get(cache, buf, start, end, h, out, o):
     """Copy the cached ids of ``buf[start:end]`` to ``out[o:]``; return how many, or -1 on a miss."""
-    slots, hashes, key_off, val_off, key_pool, val_pool, _state = cache
-    mask = slots.shape[0] - 1
+    table, pool, _ = cache
+    mask = table.shape[0] // 2 - 1
     s = np.int64(h & np.uint64(mask))
+    key = np.int64(h)
     n = end - start
-    while slots[s] != -1:
-        if hashes[s] == h:
-            e = slots[s]
-            a = key_off[e]
-            if key_off[e + 1] - a == n:
-                same = True
-                for i in range(n):
-                    if key_pool[a + i] != buf[start + i]:
-                        same = False
-                        break
-                if same:
-                    v0 = val_off[e]
-                    k = val_off[e + 1] - v0
-                    for i in range(k):
-                        out[o + i] = val_pool[v0 + i]
-                    return k
+    while True:
+        meta = table[2 * s + 1]
+        if meta == -1:
+            return -1
+        if table[2 * s] == key and (meta >> 10) & 1023 == n:
+            a = meta >> 20
+            same = True
+            for i in range(n):
+                if pool[a + i] != buf[start + i]:
+                    same = False
+                    break
+            if same:
+                k = meta & 1023
+                b = a + n
+                for i in range(k):
+                    j = b + 4 * i
+                    out[o + i] = (np.int32(pool[j]) | (np.int32(pool[j + 1]) << 8) | (np.int32(pool[j + 2]) << 16)
+                                  | (np.int32(pool[j + 3]) << 24))
+                return k
         s = (s + 1) & mask
-    return -1
 
 
 @njit(cache=True, nogil=True)
 def _cache_put(cache, buf, start, end, h, ids, k):
     """Remember ``buf[start:end] -> ids[:k]``; empty the cache first when it has no room."""
-    slots, hashes, key_off, val_off, key_pool, val_pool, state = cache
+    table, pool, state = cache
+    n_slots = table.shape[0] // 2
     n = end - start
-    e = state[0]
-    if e + 1 >= key_off.shape[0] or key_off[e] + n > key_pool.shape[0] or val_off[e] + k > val_pool.shape[0]:
-        slots[:] = -1
+    need = n + 4 * k
+    if need > pool.shape[0]:
+        return
+    if 2 * (state[0] + 1) > n_slots or state[1] + need > pool.shape[0]:
+        table[:] = -1
         state[0] = 0
-        state[1] += 1
-        e = 0
-    a = key_off[e]
+        state[1] = 0
+        state[2] += 1
+    a = state[1]
     for i in range(n):
-        key_pool[a + i] = buf[start + i]
-    key_off[e + 1] = a + n
-    v0 = val_off[e]
+        pool[a + i] = buf[start + i]
+    b = a + n
     for i in range(k):
-        val_pool[v0 + i] = ids[i]
-    val_off[e + 1] = v0 + k
-    mask = slots.shape[0] - 1
+        v = ids[i]
+        j = b + 4 * i
+        pool[j] = v & 0xFF
+        pool[j + 1] = (v >> 8) & 0xFF
+        pool[j + 2] = (v >> 16) & 0xFF
+        pool[j + 3] = (v >> 24) & 0xFF
+    mask = n_slots - 1
     s = np.int64(h & np.uint64(mask))
-    while slots[s] != -1:
+    while table[2 * s + 1] != -1:
         s = (s + 1) & mask
-    slots[s] = e
-    hashes[s] = h
-    state[0] = e + 1
+    table[2 * s] = np.int64(h)
+    table[2 * s + 1] = (a << 20) | (np.int64(n) << 10) | k
+    state[0] += 1
+    state[1] = b + 4 * k
 
 
 # --------------------------------------------------------------------------------------------
 # the whole text
 
 
-@njit(cache=True, nogil=True)
-def encode_pieces(buf, bounds, forced, byte_ids, pairs, tokens, cache, max_cached, out):
-    """Encode every piece ``buf[bounds[k]:bounds[k+1]]`` into `out`; return the number of ids.
+@njit(cache=True)
+def joinable_pairs(pool, offsets):
+    """``joinable[b1 * 256 + b2]``: some token has byte b1 followed by byte b2.
 
-    ``forced[k] >= 0`` emits that id for piece k instead (special tokens); `forced` is empty when
-    no piece is forced. `out` must hold ``len(buf) + len(forced)`` ids: BPE never yields more ids
-    than bytes.
+    Where two adjacent bytes of a piece are not joinable, no merge can ever cross between them (it
+    would make a token holding that pair), so each side merges exactly as it would alone. GPT-2's
+    tokens hold only 2,689 of the 65,536 pairs, which cuts most Chinese and Russian pieces into
+    short runs that are tokens already.
     """
-    keys, vals = pairs
-    slots, hashes, pool, offsets, ids = tokens
-    n_pieces = bounds.shape[0] - 1
-    longest = 0
-    for k in range(n_pieces):
-        longest = max(longest, bounds[k + 1] - bounds[k])
-    parts = np.empty(longest, np.int32)
-    ranks = np.empty(longest, np.int64)
-    is_long = longest > SHORT_PIECE
-    nxt = np.empty(longest if is_long else 0, np.int64)
-    prv = np.empty(longest if is_long else 0, np.int64)
-    heap = np.empty(3 * longest if is_long else 0, np.int64)
-    sweep = np.empty(3 * longest if is_long else 0, np.int64)
-    has_forced = forced.shape[0] > 0
+    joinable = np.zeros(65536, np.bool_)
+    for j in range(offsets.shape[0] - 1):
+        for i in range(offsets[j], offsets[j + 1] - 1):
+            joinable[np.int64(pool[i]) * 256 + pool[i + 1]] = True
+    return joinable
+
+
+@njit(cache=True, nogil=True)
+def encode_split(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, work, out, o):
+    """Encode ``buf[start:end]`` as runs cut where a byte pair is not joinable (see `joinable_pairs`):
+    each run is a byte, a token (one lookup), or goes through the merge loop. Returns the new `o`."""
+    s = start
+    for i in range(start + 1, end + 1):
+        if i < end and joinable[np.int64(buf[i - 1]) * 256 + buf[i]]:
+            continue
+        if i - s == 1:
+            out[o] = byte_ids[buf[s]]
+            o += 1
+        else:
+            t = token_lookup(token_table, token_pool, buf, s, i, hash_bytes(buf, s, i))
+            if t >= 0:
+                out[o] = t
+                o += 1
+            else:
+                m = merge_bytes(buf, s, i, byte_ids, pairs, work)
+                out[o : o + m] = work[0][:m]
+                o += m
+        s = i
+    return o
+
+
+@njit(cache=True, nogil=True)
+def _encode_long_piece(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, out, o):
+    # A piece too long for the encode loop's work arrays gets its own (and skips the cache: such
+    # pieces rarely repeat). A separate function, so the hot loop never reassigns its arrays.
+    work = scratch(end - start)
+    return encode_split(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, work, out, o)
+
+
+@njit(cache=True, nogil=True)
+def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, tokens, cache, max_cached, out):
+    """Encode the text ``buf`` (UTF-8) into `out`; return the number of ids.
+
+    `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
+    emits that id (a special token). Otherwise ``buf[start:end]`` is ordinary text: with
+    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.scan.piece_end`), pieces
+    going straight to the merge loop with no list of pieces ever built; without, the row is one
+    piece already cut by the `regex` module (the path for custom patterns). Pieces never cross a
+    row's end, which is how the regex sees a text cut at special tokens.
+
+    Each piece: a single byte is a table lookup; a piece that is itself a token is one hash lookup;
+    then the piece cache; then `encode_split` (runs that merges cannot cross, each merged alone). `out` must hold ``len(buf) + n`` ids (BPE never
+    yields more ids than bytes).
+    """
+    token_table, token_pool, joinable = tokens
+    work = scratch(SCRATCH)
     o = 0
-    for k in range(n_pieces):
-        if has_forced and forced[k] >= 0:
-            out[o] = forced[k]
+    for k in range(segments.shape[0]):
+        if segments[k, 2] >= 0:
+            out[o] = segments[k, 2]
             o += 1
             continue
-        start = bounds[k]
-        end = bounds[k + 1]
-        n = end - start
-        if n == 0:
-            continue
-        if n == 1:
-            out[o] = byte_ids[buf[start]]
-            o += 1
-            continue
-        h = hash_bytes(buf, start, end)
-        t = token_lookup(slots, hashes, pool, offsets, ids, buf, start, end, h)
-        if t >= 0:  # the whole piece is one token: no merging needed
-            out[o] = t
-            o += 1
-            continue
-        if n <= max_cached:
-            got = _cache_get(cache, buf, start, end, h, out, o)
-            if got >= 0:
-                o += got
-                continue
-        m = merge_bytes(buf, start, end, byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep)
-        for i in range(m):
-            out[o + i] = parts[i]
-        o += m
-        if n <= max_cached:
-            _cache_put(cache, buf, start, end, h, parts, m)
+        p = segments[k, 0]
+        end = segments[k, 1]
+        while p < end:
+            q = piece_end(buf, p, end, classes) if scan_segments else end
+            n = q - p
+            if n == 1:
+                out[o] = byte_ids[buf[p]]
+                o += 1
+            elif n > SCRATCH:
+                o = _encode_long_piece(buf, p, q, byte_ids, pairs, token_table, token_pool, joinable, out, o)
+            else:
+                h = hash_bytes(buf, p, q)
+                t = token_lookup(token_table, token_pool, buf, p, q, h)
+                if t >= 0:
+                    out[o] = t
+                    o += 1
+                else:
+                    got = _cache_get(cache, buf, p, q, h, out, o) if n <= max_cached else -1
+                    if got >= 0:
+                        o += got
+                    else:
+                        o2 = encode_split(buf, p, q, byte_ids, pairs, token_table, token_pool, joinable, work, out, o)
+                        if n <= max_cached:
+                            _cache_put(cache, buf, p, q, h, out[o:o2], o2 - o)
+                        o = o2
+            p = q
     return o
 
 
 @njit(cache=True)
-def self_encoding(pool, offsets, ids, byte_ids, keys, vals):
+def self_encoding(pool, offsets, ids, byte_ids, pairs):
     """For each token, whether BPE of its own bytes gives back exactly that one token.
 
     Only these may take the whole-piece shortcut. (In general BPE a token's bytes can encode to
@@ -437,13 +529,8 @@ def self_encoding(pool, offsets, ids, byte_ids, keys, vals):
     longest = 1
     for j in range(n):
         longest = max(longest, offsets[j + 1] - offsets[j])
-    parts = np.empty(longest, np.int32)
-    ranks = np.empty(longest, np.int64)
-    nxt = np.empty(longest, np.int64)
-    prv = np.empty(longest, np.int64)
-    heap = np.empty(3 * longest, np.int64)
-    sweep = np.empty(3 * longest, np.int64)
+    work = scratch(longest)
     for j in range(n):
-        m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, keys, vals, parts, ranks, nxt, prv, heap, sweep)
-        ok[j] = m == 1 and parts[0] == ids[j]
+        m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, pairs, work)
+        ok[j] = m == 1 and work[0][0] == ids[j]
     return ok

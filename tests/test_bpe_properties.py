@@ -83,13 +83,13 @@ def test_long_pieces_take_the_heap_path(seed, length):
 def test_piece_cache_stays_bounded_and_correct(enc, ref):
     from npgpt.merge import PieceCache
 
-    enc._local.cache = PieceCache(slots=64, pool_bytes=256)  # tiny: forces many resets
+    enc._local.cache = PieceCache(slots=64, pool_bytes=512)  # tiny: forces many resets
     try:
         rng = np.random.default_rng(0)
         words = ["".join(rng.choice(list("qxzjkv"), size=rng.integers(3, 9))) for _ in range(300)]
         text = " ".join(words * 3)
         assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
-        assert enc._local.cache.state[1] > 0  # it was emptied and refilled
+        assert enc._local.cache.state[2] > 0  # it was emptied and refilled
     finally:
         del enc._local.cache
 
