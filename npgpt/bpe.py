@@ -574,6 +574,26 @@ class Encoding:
         empty = frozenset()
         return self._map(lambda t: self._encode(t, empty, empty).tolist(), text, num_threads)
 
+    def encode_batch_to_numpy(
+        self,
+        text: Sequence[str],
+        *,
+        num_threads: int = 8,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> list[np.ndarray]:
+        """`encode_to_numpy` of many texts, in threads; results in input order.
+
+        The fastest way to encode a corpus: the kernel releases the GIL, and no Python list of ids
+        is built, so threads scale with the cores.
+
+        >>> [a.tolist() for a in enc.encode_batch_to_numpy(["hello", "world"])]
+        [[31373], [6894]]
+        """
+        sets = self._special_sets(allowed_special, disallowed_special)
+        dtype = self.token_dtype
+        return self._map(lambda t: self._encode(t, *sets).astype(dtype), text, num_threads)
+
     @staticmethod
     def _map(fn, items, num_threads: int) -> list:
         if isinstance(items, str):

@@ -477,8 +477,8 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
     row's end, which is how the regex sees a text cut at special tokens.
 
     Each piece: a single byte is a table lookup; a piece that is itself a token is one hash lookup;
-    then the piece cache; then `encode_split` (runs that merges cannot cross, each merged alone). `out` must hold ``len(buf) + n`` ids (BPE never
-    yields more ids than bytes).
+    then the piece cache; then `encode_split` (runs that merges cannot cross, each merged alone).
+    `out` must hold ``len(buf) + n`` ids (BPE never yields more ids than bytes).
     """
     token_table, token_pool, joinable = tokens
     work = scratch(SCRATCH)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from npgpt.unicode_tables import LETTER, OTHER, SPACE, char_classes
+from npgpt.unicode_tables import OTHER, SPACE, char_classes
 
 _APOSTROPHE, _SPACE_BYTE = 39, 32
 

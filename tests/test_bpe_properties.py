@@ -30,9 +30,12 @@ def test_roundtrip(enc, text):
     assert enc.encode_ordinary(text) == ids
 
 
-@given(st.lists(texts, max_size=6))
-def test_batch_roundtrip(enc, docs):
-    assert enc.decode_batch(enc.encode_ordinary_batch(docs, num_threads=2)) == docs
+@given(st.lists(texts, max_size=6), st.integers(1, 4))
+def test_batches_equal_serial(enc, docs, threads):
+    serial = [enc.encode_ordinary(d) for d in docs]
+    assert enc.encode_ordinary_batch(docs, num_threads=threads) == serial
+    assert [a.tolist() for a in enc.encode_batch_to_numpy(docs, num_threads=threads)] == serial
+    assert enc.decode_batch(serial, num_threads=threads) == docs
 
 
 @given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans())

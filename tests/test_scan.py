@@ -1,0 +1,87 @@
+"""The numba pre-tokenizer (npgpt.scan) against `regex.findall(GPT2_PATTERN, ...)`, and its tables."""
+
+import numpy as np
+import pytest
+import regex
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from npgpt import Encoding, unicode_tables
+from npgpt.pretokenize import GPT2_PATTERN, split
+from npgpt.scan import split_gpt2
+from tests.conftest import corpus_file, corpus_files
+
+# Every plane, combining marks, the contraction apostrophes, and \s oddities (U+0085, U+2028,
+# U+3000, U+001C..U+001F which `regex` does not count as space but str.isspace does).
+any_unicode = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)
+corner_pieces = st.sampled_from([
+    "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'", "'r", "'l", "'S", "’s",
+    " ", "  ", "\t", "\n", "\r\n", "\u0085", "\u2028", "\u3000", "\u00a0", "\x1c", "\x1f", "\u200b",
+    "a", "Z", "é", "e\u0301", "漢字", "😀", "𝔘", "\U000e0001", "7", "٣", "Ⅻ", "½", "!", "-", "_", ",",
+])
+tricky_text = st.lists(corner_pieces, max_size=40).map("".join)
+
+
+@given(st.one_of(any_unicode, tricky_text))
+@example("Hello world's  123!!  \n\n x're\u3000\u3000y ")
+@example(" " * 5)
+@example("a\u0085 b\u2028\u2028c \x1c d")
+def test_scanner_equals_regex(text):
+    assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text)
+
+
+@pytest.mark.parametrize("name", corpus_files())
+def test_scanner_on_corpus(name):
+    text = corpus_file(name).read_text(encoding="utf-8")
+    assert split_gpt2(text) == split(text)
+
+
+def test_char_classes_agree_with_regex_everywhere():
+    table = unicode_tables.char_classes()
+    assert table.shape == (0x110000,) and not table.flags.writeable
+    rng = np.random.default_rng(0)
+    for cp in [*range(0x300), *rng.integers(0, 0x110000, 5000).tolist()]:
+        if 0xD800 <= cp < 0xE000:
+            continue
+        c = chr(cp)
+        expected = (unicode_tables.LETTER if regex.match(r"\p{L}", c) else unicode_tables.NUMBER
+                    if regex.match(r"\p{N}", c) else unicode_tables.SPACE if regex.match(r"\s", c)
+                    else unicode_tables.OTHER)
+        assert table[cp] == expected, hex(cp)
+
+
+def test_char_classes_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPGPT_CACHE_DIR", str(tmp_path))
+    unicode_tables.char_classes.cache_clear()
+    try:
+        first = unicode_tables.char_classes()
+        (cached,) = tmp_path.glob("char-classes-regex-*.npy")
+        assert np.array_equal(np.load(cached), first)
+        cached.write_bytes(b"garbage")  # a damaged cache is rebuilt, not trusted
+        unicode_tables.char_classes.cache_clear()
+        assert np.array_equal(unicode_tables.char_classes(), first)
+    finally:
+        unicode_tables.char_classes.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def regex_path(enc):
+    """GPT-2 with the scanner switched off: pieces come from the `regex` module."""
+    slow = Encoding(enc.vocab, enc.merges, enc.special_tokens, name="regex-path")
+    slow._scanned = False
+    return slow
+
+
+@given(st.one_of(any_unicode, tricky_text))
+def test_scanner_path_equals_regex_path(enc, regex_path, text):
+    assert enc._scanned and not regex_path._scanned
+    kw = {"allowed_special": "all", "disallowed_special": ()}
+    assert regex_path.encode(text, **kw) == enc.encode(text, **kw)
+
+
+def test_joinable_pairs_split_is_exact(enc, ref):
+    """Chinese and Russian pieces are cut where no token holds the byte pair; the ids must not change."""
+    _, _, (_, _, joinable) = enc._get_tables()
+    assert 1000 < joinable.sum() < 5000  # GPT-2's tokens hold 2,689 of the 65,536 byte pairs
+    for text in ("受到外国压迫的国民你是谁的老婆", "Достоевский неоднократно", "ﬁﬂ ǅǈ ῼ 𝔘𝔫𝔦"):
+        assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
