@@ -4,7 +4,9 @@ Chapter 2 of "Build a Large Language Model (From Scratch)", written as a library
 
 - `SimpleTokenizerV1` / `SimpleTokenizerV2`: the chapter's word-level tokenizers (`npgpt.simple`);
 - `get_encoding("gpt2")` / `Encoding`: exact GPT-2 byte-pair encoding with tiktoken's interface
-  (`npgpt.bpe`, merge loop in `npgpt.merge`, files in `npgpt.vocab_files`).
+  (`npgpt.bpe`, merge loop in `npgpt.merge`, files in `npgpt.vocab_files`);
+- `GPTDatasetV1`, `DataLoader`, `create_dataloader_v1`: the book's training windows as zero-copy
+  views (`npgpt.data`), and token files on disk (`write_tokens`, `TokenFile`, `tokenize_files`).
 
 ``import npgpt`` stays light: numba is imported, and its kernels loaded, on the first encode.
 
@@ -17,6 +19,15 @@ Example
 """
 
 from npgpt.bpe import Encoding, InvalidTokenError, get_encoding, list_encoding_names
+from npgpt.data import (
+    DataLoader,
+    GPTDatasetV1,
+    TokenFile,
+    create_dataloader_v1,
+    sliding_windows,
+    tokenize_files,
+    write_tokens,
+)
 from npgpt.pretokenize import GPT2_PATTERN
 from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab
 
@@ -24,12 +35,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT2_PATTERN",
+    "DataLoader",
     "Encoding",
+    "GPTDatasetV1",
     "InvalidTokenError",
     "SimpleTokenizerV1",
     "SimpleTokenizerV2",
+    "TokenFile",
     "UnknownWordError",
     "build_vocab",
+    "create_dataloader_v1",
     "get_encoding",
     "list_encoding_names",
+    "sliding_windows",
+    "tokenize_files",
+    "write_tokens",
 ]

@@ -616,12 +616,34 @@ class Encoding:
     ) -> Iterator[int]:
         """Encode a stream of text (a file object, a generator of str) lazily, in bounded memory.
 
-        The ids are exactly those of ``encode("".join(texts))``: text is buffered until about
-        `chunk_chars` characters have arrived, then everything up to the last piece that more text
-        could not change is encoded, and the rest is kept for the next round.
+        The ids are exactly those of ``encode("".join(texts))`` (see `chunk_text`).
 
         >>> list(enc.encode_iterable(["hel", "lo wor", "ld"]))
         [31373, 995]
+        """
+        allowed, _ = self._special_sets(allowed_special, disallowed_special)
+        for chunk in self.chunk_text(texts, allowed_special=allowed_special, disallowed_special=disallowed_special,
+                                     chunk_chars=chunk_chars):
+            yield from self._encode(chunk, allowed, frozenset()).tolist()
+
+    def chunk_text(
+        self,
+        texts: Iterable[str],
+        *,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+        chunk_chars: int = 1 << 16,
+    ) -> Iterator[str]:
+        """Re-cut a stream of text into chunks of about `chunk_chars` characters that encode apart.
+
+        Encoding the chunks one by one and concatenating the ids gives exactly the ids of the whole
+        text: a chunk ends only where no later text could change a pre-token (nor split a special
+        token). Disallowed special tokens raise ValueError, as in `encode`. This is what lets
+        `encode_iterable` and ``npgpt tokenize`` stream files of any size, and encode chunks in
+        parallel (`encode_batch_to_numpy`).
+
+        >>> list(enc.chunk_text(["hello world, it is me. ", "How are you doing today, my friend?"], chunk_chars=16))
+        ['hello world, it is me. How are you', ' doing today, my friend?']
         """
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         # A special token split across two chunks must be seen whole: hold back that many characters.
@@ -637,18 +659,27 @@ class Encoding:
             if disallowed:
                 _check_disallowed(text, disallowed)
             cut = self._safe_cut(text, allowed, len(text) - hold)
-            yield from self._encode(text[:cut], allowed, frozenset()).tolist()
+            if cut:
+                yield text[:cut]
             buffered, size = [text[cut:]], len(text) - cut
-        yield from self._encode("".join(buffered), allowed, disallowed).tolist()
+        text = "".join(buffered)
+        if disallowed:
+            _check_disallowed(text, disallowed)
+        if text:
+            yield text
 
     def _safe_cut(self, text: str, allowed: frozenset, limit: int) -> int:
-        """A place to cut `text` so that encoding the halves apart equals encoding it whole,
+        r"""A place to cut `text` so that encoding the halves apart equals encoding it whole,
         whatever text follows. Only characters before `limit` may decide it.
 
-        A pre-token's match depends on the characters it covers plus a little look-ahead (the next
-        character, or two for contractions like "'re"). Piece k ends at a safe place when the piece
-        after it also ends before `limit`: everything the regex looked at to match piece k lies
-        inside piece k + 1.
+        Two conditions, for a cut at the end of piece k:
+
+        - piece k + 1 also ends before `limit`: then the regex matched piece k looking only at
+          text we have (a match looks at most one character past its end, or two for "'re");
+        - piece k ends in a non-space character. Runs of letters, digits or symbols end the same
+          way at the end of a text as before the next piece. White space does not: ``\s+(?!\S)``
+          splits "\n\nHe" as "\n", "\n", "He" because a letter follows, while a text ending in
+          "\n\n" keeps the two together.
         """
         start = 0
         if allowed:  # never cut inside a special token: start after the last one that starts in time
@@ -656,11 +687,14 @@ class Encoding:
                 if m.start() >= limit:
                     break
                 start = m.end()
-        cut = prev_end = start
+        cut, prev_end = start, -1
         for m in self._regex.finditer(text, start):
             if m.end() >= limit:
                 break
-            cut, prev_end = prev_end, m.end()
+            if prev_end > 0:
+                cut = prev_end
+            end = m.end()
+            prev_end = end if end > m.start() and not text[end - 1].isspace() else -1
         return cut
 
     # ----------------------------------------------------------------------------------------

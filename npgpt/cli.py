@@ -3,6 +3,7 @@
     npgpt inspect [FILE]          encode a text (default: Python's own pydoc topics) and report on it
     npgpt encode TEXT | --file F  print token ids (or --count)
     npgpt decode ID [ID ...]      print the text of token ids (ids may also come on stdin)
+    npgpt tokenize FILES --out F  encode files into one token file (streaming, parallel)
 
 A user mistake (missing file, bad id, unknown encoding, vocabulary files not found) prints one line
 starting with ``npgpt:`` and exits with status 2, without a traceback.
@@ -24,6 +25,7 @@ EXAMPLES = """examples:
   npgpt encode "Hello, do you like tea?"
   echo "hello world" | npgpt encode --count
   npgpt decode 15496 11 466 345
+  npgpt tokenize a.txt b.txt --out tokens.npgpt --eot
 """
 
 
@@ -115,6 +117,17 @@ def cmd_decode(args) -> None:
         raise UserError(str(e)) from None
 
 
+def cmd_tokenize(args) -> None:
+    enc = _encoding(args)
+    try:
+        tf = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    print(f"wrote {len(tf):,} tokens ({tf.dtype}) to {tf.path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npgpt", description="GPT-2 tokenization in NumPy + numba.", epilog=EXAMPLES,
@@ -140,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-special", action="store_true", help="encode <|endoftext|> as its special id")
     p = add("decode", "print the text of token ids", cmd_decode)
     p.add_argument("ids", nargs="*", help="token ids (default: read from stdin)")
+    p = add("tokenize", "encode text files into one token file (np.memmap-able)", cmd_tokenize)
+    p.add_argument("files", nargs="+", help="UTF-8 text files")
+    p.add_argument("--out", required=True, help="token file to write (e.g. tokens.npgpt)")
+    p.add_argument("--eot", action="store_true", help="write <|endoftext|> after each file")
+    p.add_argument("--threads", type=int, default=None, help="encoding threads (default: all cores)")
     return parser
 
 

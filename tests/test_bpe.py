@@ -214,6 +214,14 @@ def test_encode_iterable_matches_whole(enc, verdict):
         list(enc.encode_iterable(["abc <|endof", "text|> def"], chunk_chars=1))
 
 
+@pytest.mark.parametrize("size", [7, 100, 1000])
+def test_chunk_text_cuts_are_safe(enc, verdict, size):
+    # white space before a word must not end a chunk: "...?\n\n" + "He" (found at size 1000)
+    chunks = list(enc.chunk_text([verdict[i : i + size] for i in range(0, len(verdict), size)], chunk_chars=size))
+    assert "".join(chunks) == verdict
+    assert [i for c in chunks for i in enc.encode(c)] == enc.encode(verdict)
+
+
 def test_encode_iterable_reads_a_file(enc, tmp_path, verdict):
     path = tmp_path / "v.txt"
     path.write_text(verdict, encoding="utf-8")

@@ -38,8 +38,9 @@ def test_batches_equal_serial(enc, docs, threads):
     assert enc.decode_batch(serial, num_threads=threads) == docs
 
 
-@given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans())
-def test_encode_iterable_equals_encode(enc, text, sizes, with_special):
+@given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans(), st.integers(1, 64))
+@example(text='get it?"\n\nHe answered  \n\n\tslowly: x\'re', sizes=[9], with_special=False, chunk_chars=8)
+def test_encode_iterable_equals_encode(enc, text, sizes, with_special, chunk_chars):
     if with_special:
         text = text + "<|endoftext|>" + text[: len(text) // 2]
     chunks, i = [], 0
@@ -47,7 +48,7 @@ def test_encode_iterable_equals_encode(enc, text, sizes, with_special):
         n = sizes[len(chunks) % len(sizes)]
         chunks.append(text[i : i + n])
         i += n
-    got = list(enc.encode_iterable(chunks, allowed_special="all", chunk_chars=8))
+    got = list(enc.encode_iterable(chunks, allowed_special="all", chunk_chars=chunk_chars))
     assert got == enc.encode(text, allowed_special="all")
 
 
