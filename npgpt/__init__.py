@@ -6,7 +6,9 @@ Chapter 2 of "Build a Large Language Model (From Scratch)", written as a library
 - `get_encoding("gpt2")` / `Encoding`: exact GPT-2 byte-pair encoding with tiktoken's interface
   (`npgpt.bpe`, merge loop in `npgpt.merge`, files in `npgpt.vocab_files`);
 - `GPTDatasetV1`, `DataLoader`, `create_dataloader_v1`: the book's training windows as zero-copy
-  views (`npgpt.data`), and token files on disk (`write_tokens`, `TokenFile`, `tokenize_files`).
+  views (`npgpt.data`), and token files on disk (`write_tokens`, `TokenFile`, `tokenize_files`);
+- `Embedding`, `GPTEmbedding` (``tok_emb`` + ``pos_emb``) with manual gradients, and the `SGD` and
+  `AdamW` optimizers (`npgpt.embedding`, `npgpt.optim`).
 
 ``import npgpt`` stays light: numba is imported, and its kernels loaded, on the first encode.
 
@@ -28,6 +30,8 @@ from npgpt.data import (
     tokenize_files,
     write_tokens,
 )
+from npgpt.embedding import Embedding, GPTEmbedding
+from npgpt.optim import SGD, AdamW, Parameter
 from npgpt.pretokenize import GPT2_PATTERN
 from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab
 
@@ -35,10 +39,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT2_PATTERN",
+    "SGD",
+    "AdamW",
     "DataLoader",
+    "Embedding",
     "Encoding",
     "GPTDatasetV1",
+    "GPTEmbedding",
     "InvalidTokenError",
+    "Parameter",
     "SimpleTokenizerV1",
     "SimpleTokenizerV2",
     "TokenFile",

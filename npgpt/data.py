@@ -214,7 +214,11 @@ class DataLoader:
     dtype : NumPy dtype or None
         dtype of the batches: int64 by default (what ``torch.from_numpy`` and ``nn.Embedding`` users
         expect). ``None`` keeps the token storage dtype: then a batch without shuffling is a view
-        into the tokens (zero copy); with shuffling every batch is one gather.
+        into the tokens (zero copy); with shuffling, batches are gathered 32 at a time.
+
+    ``x`` and ``y`` of a batch are two views of one block of ``max_length + 1`` tokens per row
+    (``y`` is ``x`` shifted by one), so they are not C-contiguous; ``np.ascontiguousarray`` or
+    ``torch.from_numpy`` take them as they are.
 
     Example
     -------
@@ -263,21 +267,38 @@ class DataLoader:
             return self.shard_size // self.batch_size
         return -(-self.shard_size // self.batch_size)
 
-    def _convert(self, a: np.ndarray) -> np.ndarray:
-        return a if self.dtype is None else a.astype(self.dtype, copy=False)
+    def _spans(self) -> np.ndarray:
+        """Windows of max_length + 1 tokens: input and target of a window are the two shifted views of it."""
+        ds = self.dataset
+        if getattr(self, "_spans_cache", None) is None:
+            ids, stride, length = ds.token_ids, ds.stride, ds.inputs.shape[1] + 1
+            self._spans_cache = np.lib.stride_tricks.as_strided(
+                ids, shape=(len(ds), length), strides=(stride * ids.strides[0], ids.strides[0]), writeable=False)
+        return self._spans_cache
+
+    GROUP = 32  # batches gathered per NumPy call when shuffling: amortizes the per-call cost
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
+        spans = self._spans()
+        n_batches, bs, dtype = len(self), self.batch_size, self.dtype
+        if not self.shuffle and self.world_size == 1:
+            # consecutive windows: a slice of the strided view; a copy only to change the dtype
+            for b in range(n_batches):
+                block = spans[b * bs : (b + 1) * bs]
+                if dtype is not None:
+                    block = block.astype(dtype)
+                yield block[:, :-1], block[:, 1:]
+            return
         idx = self.indices(epoch)
-        inputs, targets = self.dataset.inputs, self.dataset.targets
-        contiguous = not self.shuffle and self.world_size == 1
-        for b in range(len(self)):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, len(idx))
-            if contiguous:  # consecutive windows: a slice of the strided view, no copy
-                yield self._convert(inputs[lo:hi]), self._convert(targets[lo:hi])
-            else:
-                rows = idx[lo:hi]
-                yield self._convert(inputs[rows]), self._convert(targets[rows])
+        for g in range(0, n_batches, self.GROUP):
+            # one gather (and dtype conversion) for GROUP batches; each batch is a view into it
+            block = spans[idx[g * bs : min(g + self.GROUP, n_batches) * bs]]  # (np.take would copy all spans)
+            if dtype is not None:
+                block = block.astype(dtype, copy=False)
+            for lo in range(0, len(block), bs):
+                part = block[lo : lo + bs]
+                yield part[:, :-1], part[:, 1:]
 
     def __repr__(self) -> str:
         return (f"DataLoader({len(self)} batches of {self.batch_size}, shuffle={self.shuffle}, "

@@ -1,0 +1,133 @@
+"""Embedding layers at GPT-2 size: npgpt's numba kernels against np.add.at and torch, same run.
+
+    python bench/embedding.py            # 50,257 x 768 table, batch 8 x 1024
+    python bench/embedding.py --quick    # a smaller table and batch
+
+Forward: ``tok_emb(ids) + pos_emb(arange(T))`` (npgpt fuses the two; NumPy and torch do a lookup
+and an add). Backward: the gradient of that output into both tables -- npgpt's race-free parallel
+scatter-add, NumPy's ``np.add.at``, and torch's autograd (``out.backward(grad)``, gradients
+accumulating into ``.grad`` as in training). Every result is checked against the others before
+timing. Best of --repeat. Results go to the "embedding" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+import numpy as np
+
+from npgpt import GPTEmbedding
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    vocab, ctx, dim, batch = (50257, 1024, 768, 8) if not args.quick else (5000, 128, 64, 4)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, vocab, (batch, ctx))
+    grad = rng.standard_normal((batch, ctx, dim)).astype(np.float32)
+
+    emb = GPTEmbedding(vocab, ctx, dim, rng=0)
+    tok, pos = emb.tok_emb.weight, emb.pos_emb.weight
+    out = emb(ids)
+    emb.backward(grad)  # compiles (or loads) the kernels
+
+    def numpy_forward():
+        return tok[ids] + pos[:ctx]
+
+    np_tok_grad, np_pos_grad = np.zeros_like(tok), np.zeros_like(pos)
+
+    def numpy_backward():
+        np.add.at(np_tok_grad, ids.reshape(-1), grad.reshape(-1, dim))
+        np_pos_grad[:ctx] += grad.sum(axis=0)
+
+    assert np.array_equal(out, numpy_forward())
+    emb.zero_grad()
+    emb.backward(grad)
+    numpy_backward()
+    one_grad = emb.tok_emb.grad.copy()  # the gradient of one backward, to check the peers against
+    assert np.allclose(one_grad, np_tok_grad, rtol=1e-5, atol=1e-4)
+
+    rows = [["", "npgpt", "NumPy (`tok[ids] + pos`, `np.add.at`)"]]
+    f_np, b_np = best_of(lambda: emb(ids), args.repeat), best_of(lambda: emb.backward(grad), args.repeat)
+    f_numpy, b_numpy = best_of(numpy_forward, args.repeat), best_of(numpy_backward, max(2, args.repeat // 3))
+    times = {"npgpt": (f_np, b_np), "numpy": (f_numpy, b_numpy)}
+    try:
+        import torch
+
+        t_tok = torch.nn.Embedding(vocab, dim)
+        t_pos = torch.nn.Embedding(ctx, dim)
+        with torch.no_grad():
+            t_tok.weight.copy_(torch.from_numpy(tok))
+            t_pos.weight.copy_(torch.from_numpy(pos))
+        t_ids, t_grad, t_ar = torch.from_numpy(ids), torch.from_numpy(grad), torch.arange(ctx)
+
+        def torch_forward():
+            return t_tok(t_ids) + t_pos(t_ar)
+
+        state = {}
+
+        def torch_prepare():  # forward with autograd, so that backward has a graph (not timed)
+            state["out"] = torch_forward()
+
+        def torch_backward():
+            state["out"].backward(t_grad)
+
+        with torch.no_grad():
+            assert np.array_equal(torch_forward().numpy(), out)
+        torch_prepare()
+        torch_backward()
+        t_tok.weight.grad = None
+        torch_prepare()
+        torch_backward()
+        assert np.allclose(t_tok.weight.grad.numpy(), one_grad, rtol=1e-5, atol=1e-4)
+        f_torch = best_of(torch_forward, args.repeat)
+        b_torch = float("inf")
+        for _ in range(args.repeat):
+            torch_prepare()
+            b_torch = min(b_torch, best_of(torch_backward, 1))
+        times["torch"] = (f_torch, b_torch)
+        rows[0].append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    except ImportError:
+        pass
+
+    names = list(times)
+    rows.append(["forward ms", *[f"{times[n][0] * 1e3:.1f}" for n in names]])
+    rows.append(["backward ms", *[f"{times[n][1] * 1e3:.1f}" for n in names]])
+    rows.append(["npgpt forward / this", *[f"{times['npgpt'][0] / times[n][0]:.2f}x" for n in names]])
+    rows.append(["npgpt backward / this", *[f"{times['npgpt'][1] / times[n][1]:.2f}x" for n in names]])
+    body = "\n\n".join([
+        "## Embeddings (`bench/embedding.py`)",
+        common.header(),
+        f"`GPTEmbedding({vocab}, {ctx}, {dim})`, ids of shape ({batch}, {ctx}), float32, best of {args.repeat}. "
+        "Forward: token lookup + positional add; backward: gradient into both tables, accumulated "
+        f"(torch: autograd into `.grad`). Times below 1 mean npgpt takes less. "
+        f"Versions: {common.versions('npgpt', 'numba', 'numpy', 'torch')}.",
+        common.table(rows),
+    ])
+    print(body)
+    if not args.no_write:
+        common.write_section("embedding", body)
+        print(f"\nwritten to {os.path.relpath(common.RESULTS)}")
+
+
+if __name__ == "__main__":
+    main()
