@@ -69,10 +69,29 @@ def header(command: str | None = None) -> str:
     return f"- date: {now}\n- machine: {machine()}\n- command: `{command}`\n"
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of bench/RESULTS.md."""
+def add_output_args(ap) -> None:
+    """The options every script shares: where its section and its headline figures go."""
+    ap.add_argument("--no-write", action="store_true", help="print only; write no RESULTS.md section")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the RESULTS.md to write the section into")
+    ap.add_argument("--json", type=Path, help="also write the headline figures to this JSON file")
+
+
+def finish(args, name: str, body: str, figures: dict) -> None:
+    """Print the section, write it into RESULTS.md (unless --no-write) and the figures to --json."""
+    import json
+
+    print(body)
+    if not args.no_write:
+        write_section(name, body, args.results)
+        print(f"\nwritten to {os.path.relpath(args.results)}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+
+
+def write_section(name: str, body: str, results: Path = RESULTS) -> None:
+    """Replace (or append) the section `name` of a RESULTS.md (default bench/RESULTS.md)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else (
+    text = results.read_text(encoding="utf-8") if results.exists() else (
         "# Benchmark results\n\nWritten by the scripts in `bench/`; do not edit by hand. "
         "Each section says when, where and how it was measured.\n"
     )
@@ -81,7 +100,7 @@ def write_section(name: str, body: str) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
+    results.write_text(text, encoding="utf-8")
 
 
 def table(rows: list[list[str]]) -> str:

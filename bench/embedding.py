@@ -13,7 +13,6 @@ timing. Best of --repeat. Results go to the "embedding" section of bench/RESULTS
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--no-write", action="store_true")
+    common.add_output_args(ap)
     args = ap.parse_args(argv)
     vocab, ctx, dim, batch = (50257, 1024, 768, 8) if not args.quick else (5000, 128, 64, 4)
     rng = np.random.default_rng(0)
@@ -123,10 +122,12 @@ def main(argv=None) -> None:
         f"Versions: {common.versions('npgpt', 'numba', 'numpy', 'torch')}.",
         common.table(rows),
     ])
-    print(body)
-    if not args.no_write:
-        common.write_section("embedding", body)
-        print(f"\nwritten to {os.path.relpath(common.RESULTS)}")
+    figures = {"npgpt forward ms": times["npgpt"][0] * 1e3, "npgpt backward ms": times["npgpt"][1] * 1e3,
+               "npgpt backward / np.add.at": times["npgpt"][1] / times["numpy"][1]}
+    if "torch" in times:
+        figures["npgpt forward / torch"] = times["npgpt"][0] / times["torch"][0]
+        figures["npgpt backward / torch"] = times["npgpt"][1] / times["torch"][1]
+    common.finish(args, "embedding", body, figures)
 
 
 if __name__ == "__main__":

@@ -179,15 +179,16 @@ def breakdown(docs, fresh, repeat):
     return rows
 
 
-def startup() -> list[list[str]]:
-    """import and first encode in a fresh process, numba cache warm and cold."""
+def startup(cold: bool = True) -> list[list[str]]:
+    """import and first encode in a fresh process, numba cache warm and (unless `cold` is False) cold."""
     code = ("import time; t0 = time.perf_counter(); import npgpt; t1 = time.perf_counter(); "
             "e = npgpt.get_encoding('gpt2'); t2 = time.perf_counter(); e.encode('hello world'); "
             "t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2)")
     rows = [["numba cache", "import npgpt s", "get_encoding('gpt2') s", "first encode s"]]
     with tempfile.TemporaryDirectory() as cold_dir:
-        cold = dict(os.environ, NUMBA_CACHE_DIR=cold_dir, NPGPT_CACHE_DIR=cold_dir)
-        for label, env in (("warm", dict(os.environ)), ("cold (empty cache dir)", cold)):
+        cold_env = dict(os.environ, NUMBA_CACHE_DIR=cold_dir, NPGPT_CACHE_DIR=cold_dir)
+        cases = [("warm", dict(os.environ)), ("cold (empty cache dir)", cold_env)][: 2 if cold else 1]
+        for label, env in cases:
             subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)  # fills a warm cache
             if label.startswith("cold"):
                 for p in Path(cold_dir).iterdir():  # and empty it again, so the timed run compiles
@@ -206,18 +207,18 @@ def startup() -> list[list[str]]:
     return rows
 
 
-def long_pieces(fresh) -> list[list[str]]:
+def long_pieces(fresh, small: int = 10**5) -> list[list[str]]:
     rng = random.Random(0)
-    rows = [["input (one piece, no spaces)", "n = 10^5", "n = 10^6", "10x the input takes"]]
+    rows = [["input (one piece, no spaces)", f"n = {small:,}", f"n = {10 * small:,}", "10x the input takes"]]
     makers = {
         '"a" * n': lambda n: "a" * n,
         "random base64, n chars": lambda n: base64.b64encode(rng.randbytes(n * 3 // 4)).decode(),
         "random lowercase letters": lambda n: "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=n)),
     }
     for name, make in makers.items():
-        small, big = make(10**5), make(10**6)
+        short, big = make(small), make(10 * small)
         # a fresh Encoding each time: a warm piece cache would flatter the small input
-        t_small = min(timed(fresh().encode_ordinary, small) for _ in range(3))
+        t_small = min(timed(fresh().encode_ordinary, short) for _ in range(3))
         t_big = min(timed(fresh().encode_ordinary, big) for _ in range(3))
         rows.append([name, f"{t_small * 1e3:.1f} ms", f"{t_big * 1e3:.1f} ms", f"{t_big / t_small:.1f}x"])
     return rows
@@ -228,7 +229,7 @@ def main(argv=None) -> None:
     ap.add_argument("paths", nargs="*", type=Path)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="first 200 kB of up to 8 files, 2 rounds")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    common.add_output_args(ap)
     args = ap.parse_args(argv)
 
     if args.paths:
@@ -264,6 +265,7 @@ def main(argv=None) -> None:
     ratio_rows = [["npgpt / peer", *cols]]
     ratio_rows += [[name, *[f"{best[name][c] / best['npgpt'][c]:.2f}x" for c in cols]] for name in list(tokenizers)[1:]]
 
+    batch_rows = batch_table(docs, tokenizers, fresh, args.repeat, best)
     sections = [
         "## Encoding speed (`bench/encode.py`)",
         common.header(),
@@ -275,21 +277,26 @@ def main(argv=None) -> None:
         "npgpt's speed over each peer's (above 1: npgpt is faster):",
         common.table(ratio_rows) if len(ratio_rows) > 1 else "(no peer installed: `pip install -e .[bench]`)",
         f"### `encode_ordinary_batch` of the {len(docs)} documents, {THREADS} threads",
-        common.table(batch_table(docs, tokenizers, fresh, args.repeat, best)),
+        common.table(batch_rows),
         "### Where npgpt's time goes (one thread, fresh `Encoding`)",
         "scan: the numba pre-tokenizer alone; merge: the rest of the kernel (lookups, piece cache, merge "
         "loop); Python glue: everything else in `encode_ordinary` (UTF-8 encoding, the list of ids).",
         common.table(breakdown(docs, fresh, args.repeat)),
         "### Start-up, in a new process",
-        common.table(startup()),
+        common.table(startup(cold=not args.quick)),
         "### Long pieces: the merge loop stays roughly linear (10x the input should take about 10x the time)",
-        common.table(long_pieces(fresh)),
+        common.table(long_pieces(fresh, 10**4 if args.quick else 10**5)),
     ]
     body = "\n\n".join(sections)
-    print(body)
-    if not args.no_write:
-        common.write_section("encode", body)
-        print(f"\nwritten to {os.path.relpath(common.RESULTS)}")
+    figures = {"npgpt MB/s": total / best["npgpt"]["(all)"] / 1e6}
+    for name in list(tokenizers)[1:]:
+        figures[f"npgpt / {name}"] = best[name]["(all)"] / best["npgpt"]["(all)"]
+    for row in batch_rows[1:]:
+        if row[0] == "npgpt":
+            figures["npgpt 2-thread batch MB/s"] = float(row[1])
+        elif row[0].startswith("tiktoken"):
+            figures["npgpt 2-thread batch / tiktoken 1 thread"] = float(row[3].rstrip("x"))
+    common.finish(args, "encode", body, figures)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def main(argv=None) -> None:
     ap.add_argument("paths", nargs="*", type=Path)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--max-gb", type=float, default=4.0, help="skip seed builds estimated above this")
-    ap.add_argument("--no-write", action="store_true")
+    common.add_output_args(ap)
     ap.add_argument("--case", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
@@ -138,6 +138,7 @@ def main(argv=None) -> None:
     tokens = np.concatenate(enc.encode_batch_to_numpy(texts))
     if args.quick:
         tokens = tokens[:200_000]
+        args.max_gb = min(args.max_gb, 0.5)
     try:
         import torch  # noqa: F401
 
@@ -147,6 +148,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as d:
         tokens_path = str(npgpt.write_tokens(Path(d) / "tokens.npgpt", tokens))
         print(f"{source}: {len(tokens):,} tokens ({tokens.nbytes / 1e6:.1f} MB as {tokens.dtype})")
+        figures: dict[str, float] = {}
         rows = [["max_length, stride", "windows", *[f"{k} build" for k in kinds], *[f"{k} memory" for k in kinds]]]
         epoch_rows = [["max_length, stride", "npgpt batches/s", "torch DataLoader batches/s", "npgpt / torch"]]
         for length, stride in CASES:
@@ -169,7 +171,11 @@ def main(argv=None) -> None:
 
             rows.append([f"{length}, {stride}", f"{n:,}", *[build(results[k]) for k in kinds],
                          *[memory(results[k]) for k in kinds]])
+            figures[f"npgpt build ms ({length}, {stride})"] = results["npgpt"].get("build_s", float("nan")) * 1e3
+            figures[f"npgpt build MB ({length}, {stride})"] = results["npgpt"].get("extra_mb", float("nan"))
             ours, theirs = results["npgpt"].get("batches_per_s"), results.get("torch", {}).get("batches_per_s")
+            if ours and theirs:
+                figures[f"npgpt batches/s / torch ({length}, {stride})"] = ours / theirs
             if ours:
                 epoch_rows.append([f"{length}, {stride}", f"{ours:,.0f}", f"{theirs:,.0f}" if theirs else "(no torch)",
                                    f"{ours / theirs:.1f}x" if theirs else ""])
@@ -185,10 +191,7 @@ def main(argv=None) -> None:
         "`DataLoader` over the seeds' dataset, `num_workers=0`):",
         common.table(epoch_rows),
     ])
-    print(body)
-    if not args.no_write:
-        common.write_section("windows", body)
-        print(f"\nwritten to {os.path.relpath(common.RESULTS)}")
+    common.finish(args, "windows", body, figures)
 
 
 if __name__ == "__main__":

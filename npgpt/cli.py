@@ -1,9 +1,12 @@
 """The ``npgpt`` command: a thin shell over the public API.
 
-    npgpt inspect [FILE]          encode a text (default: Python's own pydoc topics) and report on it
+    npgpt demo [FILE]             chapter 2 in one run (default text: Python's own pydoc topics)
+    npgpt inspect [FILE]          encode a text and report tokens, speed and the round trip
     npgpt encode TEXT | --file F  print token ids (or --count)
     npgpt decode ID [ID ...]      print the text of token ids (ids may also come on stdin)
+    npgpt show TEXT [--html F]    the text with token boundaries coloured
     npgpt tokenize FILES --out F  encode files into one token file (streaming, parallel)
+    npgpt bench [PATHS]           every benchmark, one report (bench/RESULTS.md, RESULTS.json)
 
 A user mistake (missing file, bad id, unknown encoding, vocabulary files not found) prints one line
 starting with ``npgpt:`` and exits with status 2, without a traceback.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,11 +24,14 @@ from pathlib import Path
 import npgpt
 
 EXAMPLES = """examples:
-  npgpt inspect                         # GPT-2 BPE on Python's pydoc topics (built in)
+  npgpt demo                            # the chapter on Python's pydoc topics (built in)
+  npgpt demo the-verdict.txt
   npgpt inspect book.txt
   npgpt encode "Hello, do you like tea?"
   echo "hello world" | npgpt encode --count
   npgpt decode 15496 11 466 345
+  npgpt show "unbelievability" --ids
+  npgpt show --file book.txt --html tokens.html
   npgpt tokenize a.txt b.txt --out tokens.npgpt --eot
 """
 
@@ -55,9 +62,20 @@ def _read_text(path: str | None) -> tuple[str, str]:
 
 
 def _encoding(args) -> npgpt.Encoding:
+    """`--vocab DIR` (any vocabulary: vocab.json + merges.txt, encoder.json + vocab.bpe, or a .tiktoken),
+    else `--encoding NAME`."""
     try:
         if args.vocab:
-            return npgpt.get_encoding("gpt2", directory=args.vocab)
+            folder = Path(args.vocab)
+            if not folder.is_dir():
+                raise UserError(f"--vocab: no such folder: {folder}")
+            for names in (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")):
+                if all((folder / n).is_file() for n in names):
+                    return npgpt.Encoding.from_files(*(folder / n for n in names))
+            tiktoken_files = sorted(folder.glob("*.tiktoken"))
+            if tiktoken_files:
+                return npgpt.Encoding.from_files(tiktoken_files[0])
+            raise UserError(f"--vocab: {folder} holds no vocab.json + merges.txt, encoder.json + vocab.bpe, *.tiktoken")
         return npgpt.get_encoding(args.encoding)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e).splitlines()[0] if isinstance(e, ValueError) else str(e)) from None
@@ -128,6 +146,152 @@ def cmd_tokenize(args) -> None:
     print(f"wrote {len(tf):,} tokens ({tf.dtype}) to {tf.path}")
 
 
+# Background colours for `show`: six soft ones, so that neighbouring tokens always differ.
+_ANSI = ["48;5;153", "48;5;222", "48;5;157", "48;5;217", "48;5;187", "48;5;183"]
+_HTML = ["#b3d9ff", "#ffd699", "#b3ffcc", "#ffb3b3", "#e6e6b3", "#d9b3ff"]
+
+
+def _token_texts(enc: npgpt.Encoding, ids: list[int]) -> list[str]:
+    # Decode per token; a token that is half of a UTF-8 character shows as U+FFFD, as in tiktoken.
+    return [enc.decode([i]) for i in ids]
+
+
+def cmd_show(args) -> None:
+    import html as html_lib
+
+    text = args.text if args.text is not None else _read_text(args.file or "-")[1]
+    enc = _encoding(args)
+    ids = enc.encode(text, allowed_special="all" if args.allow_special else frozenset(), disallowed_special=())
+    parts = _token_texts(enc, ids)
+    if args.html:
+        spans = "".join(
+            f'<span style="background:{_HTML[k % len(_HTML)]}" title="{i}">{html_lib.escape(t)}</span>'
+            for k, (i, t) in enumerate(zip(ids, parts, strict=True))
+        )
+        Path(args.html).write_text(
+            f"<!doctype html><meta charset=utf-8><title>npgpt show</title><p>{len(ids)} tokens ({enc.name})</p>"
+            f'<pre style="white-space:pre-wrap;font:15px/1.6 monospace">{spans}</pre>\n', encoding="utf-8")
+        print(f"wrote {len(ids)} tokens to {args.html}")
+        return
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    if color:
+        body = "".join(f"\x1b[{_ANSI[k % len(_ANSI)]}m\x1b[30m{t}\x1b[0m" for k, t in enumerate(parts))
+    else:
+        body = "|".join(parts)
+    print(body)
+    if args.ids:
+        print(" ".join(map(str, ids)))
+    print(f"({len(ids)} tokens, {enc.name})", file=sys.stderr)
+
+
+def cmd_demo(args) -> None:
+    from npgpt import demo
+
+    source, text = _read_text(args.file)
+    if len(text) < 200:
+        raise UserError(f"{source} is too short for the demo ({len(text)} characters; it needs a few hundred)")
+    demo.run(text, source, steps=args.steps)
+
+
+# What `npgpt bench` runs, and the targets its summary checks (figure -> (comparison, bound)).
+BENCHMARKS = ("encode", "windows", "embedding")
+TARGETS = {
+    "npgpt / tiktoken": (">=", 1.5), "npgpt / riptoken": (">=", 1.0),
+    "npgpt 2-thread batch / tiktoken 1 thread": (">=", 2.5),
+    "npgpt build ms": ("<", 1.0), "npgpt build MB": ("<", 1.0), "npgpt batches/s / torch": (">=", 10.0),
+    "npgpt forward / torch": ("<=", 1.0), "npgpt backward / torch": ("<=", 0.5),
+}
+
+
+def _target(name: str) -> str:
+    for prefix, (op, bound) in TARGETS.items():
+        if name.startswith(prefix):
+            return f"{op} {bound:g}"
+    return ""
+
+
+def cmd_bench(args) -> None:
+    import datetime
+    import json
+    import platform
+    import subprocess
+    import tempfile
+
+    from tqdm import tqdm
+
+    bench_dir = Path(npgpt.__file__).resolve().parent.parent / "bench"
+    if not (bench_dir / "encode.py").is_file():
+        raise UserError("npgpt bench runs the scripts in the repository's bench/ folder, which this installation "
+                        "lacks: clone the repository and `pip install -e .`")
+    for p in args.paths:
+        if not Path(p).exists():
+            raise UserError(f"no such file or folder: {p}")
+    out_dir = Path(args.out) if args.out else bench_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, figures = out_dir / "RESULTS.md", {}
+    quiet = not sys.stdout.isatty()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in tqdm(BENCHMARKS, desc="npgpt bench", unit="benchmark", disable=None):
+            cmd = [sys.executable, str(bench_dir / f"{name}.py"), "--results", str(results),
+                   "--json", f"{tmp}/{name}.json"]
+            cmd += [] if name == "embedding" else list(args.paths)
+            cmd += ["--quick"] if args.quick else []
+            done = subprocess.run(cmd, capture_output=quiet, text=True)
+            if done.returncode != 0:
+                tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+                raise UserError(f"bench/{name}.py failed: {tail[0]}")
+            figures[name] = json.loads(Path(f"{tmp}/{name}.json").read_text())
+    rows = [("benchmark", "figure", "value", "target")]
+    for name, figs in figures.items():
+        rows += [(name, k, f"{v:.3g}", _target(k)) for k, v in figs.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows))
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "system": platform.platform(), "python": platform.python_version()},
+        "versions": _versions(), "command": "npgpt bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+        "figures": figures,
+    }
+    (out_dir / "RESULTS.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    print(f"\nwrote {results} and {out_dir / 'RESULTS.json'}")
+    _chart(figures, out_dir / "RESULTS.png")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    for name in ("npgpt", "numpy", "numba", "regex", "tiktoken", "riptoken", "tokenizers", "torch"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _chart(figures: dict, path: Path) -> None:
+    """A bar chart of the ratios (npgpt / peer), when matplotlib is installed (extra `plot`)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    ratios = {k: v for figs in figures.values() for k, v in figs.items() if " / " in k}
+    if not ratios:
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ratios) + 1))
+    ax.barh(list(ratios), list(ratios.values()), color="#4c8bd6")
+    ax.axvline(1.0, color="gray", lw=1)
+    ax.set_xlabel("ratio (speed ratios: above 1 = npgpt faster; time ratios: below 1 = npgpt faster)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npgpt", description="GPT-2 tokenization in NumPy + numba.", epilog=EXAMPLES,
@@ -144,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    p = add("demo", "chapter 2 in one run: words, simple tokenizers, BPE, windows, embeddings, training", cmd_demo)
+    p.add_argument("file", nargs="?", help="UTF-8 text file (default: Python's pydoc topics)")
+    p.add_argument("--steps", type=int, default=100, help="bigram training steps (default: 100)")
     p = add("inspect", "encode a text and report tokens, speed and the round trip", cmd_inspect)
     p.add_argument("file", nargs="?", help="UTF-8 text file, or - for stdin (default: Python's pydoc topics)")
     p = add("encode", "print the token ids of a text", cmd_encode)
@@ -153,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-special", action="store_true", help="encode <|endoftext|> as its special id")
     p = add("decode", "print the text of token ids", cmd_decode)
     p.add_argument("ids", nargs="*", help="token ids (default: read from stdin)")
+    p = add("show", "the text with token boundaries coloured (or --html FILE)", cmd_show)
+    p.add_argument("text", nargs="?", help="the text (default: --file or stdin)")
+    p.add_argument("--file", help="read the text from this file (- for stdin)")
+    p.add_argument("--ids", action="store_true", help="also print the token ids")
+    p.add_argument("--html", metavar="FILE", help="write the coloured text as an HTML page instead")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="colour on a terminal (auto); without colour, tokens are separated by |")
+    p.add_argument("--allow-special", action="store_true", help="show <|endoftext|> as its special token")
+    p = add("bench", "run every benchmark against the installed peers; write bench/RESULTS.md and .json", cmd_bench)
+    p.add_argument("paths", nargs="*", help="text files or folders (default: ../shared/corpus, else the stdlib)")
+    p.add_argument("--quick", action="store_true", help="small samples, for a smoke test")
+    p.add_argument("--out", help="folder for RESULTS.md / .json / .png (default: bench/)")
     p = add("tokenize", "encode text files into one token file (np.memmap-able)", cmd_tokenize)
     p.add_argument("files", nargs="+", help="UTF-8 text files")
     p.add_argument("--out", required=True, help="token file to write (e.g. tokens.npgpt)")
@@ -166,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # `python -m npgpt` alone runs the main job
-        args = parser.parse_args(["inspect", *(argv or [])])
+        args = parser.parse_args(["demo", *(argv or [])])
     try:
         args.func(args)
     except UserError as e:
