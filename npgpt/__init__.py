@@ -34,6 +34,7 @@ from npgpt.embedding import Embedding, GPTEmbedding
 from npgpt.optim import SGD, AdamW, Parameter
 from npgpt.pretokenize import GPT2_PATTERN
 from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab
+from npgpt.train import train_bpe
 
 __version__ = "0.1.0"
 
@@ -58,5 +59,6 @@ __all__ = [
     "list_encoding_names",
     "sliding_windows",
     "tokenize_files",
+    "train_bpe",
     "write_tokens",
 ]

@@ -75,11 +75,12 @@ class BigramLM:
 
 def train_bigram(token_ids: Any, vocab_size: int, *, steps: int = 300, batch_size: int = 8, context: int = 32,
                  emb_dim: int = 32, lr: float = 0.05, seed: int = 0, log_every: int = 50,
-                 out: Any = sys.stdout) -> list[float]:
+                 out: Any = "stdout") -> list[float]:
     """Train a `BigramLM` with AdamW on sliding windows of `token_ids`; return the loss of every step.
 
-    Prints the loss every `log_every` steps to `out` (None: quiet).
+    Prints the loss every `log_every` steps to `out` (a file; default sys.stdout; None: quiet).
     """
+    out = sys.stdout if out == "stdout" else out
     ds = GPTDatasetV1.from_token_ids(token_ids, max_length=context, stride=context)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, seed=seed)
     model = BigramLM(vocab_size, emb_dim, rng=seed)

@@ -5,6 +5,7 @@
     npgpt encode TEXT | --file F  print token ids (or --count)
     npgpt decode ID [ID ...]      print the text of token ids (ids may also come on stdin)
     npgpt show TEXT [--html F]    the text with token boundaries coloured
+    npgpt train FILES --vocab-size N --out DIR   learn a BPE vocabulary
     npgpt tokenize FILES --out F  encode files into one token file (streaming, parallel)
     npgpt bench [PATHS]           every benchmark, one report (bench/RESULTS.md, RESULTS.json)
 
@@ -32,6 +33,8 @@ EXAMPLES = """examples:
   npgpt decode 15496 11 466 345
   npgpt show "unbelievability" --ids
   npgpt show --file book.txt --html tokens.html
+  npgpt train corpus/*.txt --vocab-size 8192 --out my-vocab
+  npgpt encode "hello" --vocab my-vocab
   npgpt tokenize a.txt b.txt --out tokens.npgpt --eot
 """
 
@@ -135,6 +138,22 @@ def cmd_decode(args) -> None:
         raise UserError(str(e)) from None
 
 
+def cmd_train(args) -> None:
+    for f in args.files:
+        if not Path(f).is_file():
+            raise UserError(f"no such file: {f}")
+    if args.vocab_size < 256 + len(args.special or ["<|endoftext|>"]):
+        raise UserError(f"--vocab-size {args.vocab_size} is too small: the 256 byte tokens and the special "
+                        "tokens need more")
+    try:
+        enc = npgpt.train_bpe(args.files, args.vocab_size, args.special or ["<|endoftext|>"],
+                              min_frequency=args.min_frequency, num_threads=args.threads)
+    except UnicodeDecodeError as e:
+        raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    paths = enc.save(args.out, format=args.format)
+    print(f"learned {len(enc.merges):,} merges: {enc.n_vocab:,} tokens; wrote {', '.join(map(str, paths))}")
+
+
 def cmd_tokenize(args) -> None:
     enc = _encoding(args)
     try:
@@ -194,12 +213,13 @@ def cmd_demo(args) -> None:
 
 
 # What `npgpt bench` runs, and the targets its summary checks (figure -> (comparison, bound)).
-BENCHMARKS = ("encode", "windows", "embedding")
+BENCHMARKS = ("encode", "train", "windows", "embedding")
 TARGETS = {
     "npgpt / tiktoken": (">=", 1.5), "npgpt / riptoken": (">=", 1.0),
     "npgpt 2-thread batch / tiktoken 1 thread": (">=", 2.5),
     "npgpt build ms": ("<", 1.0), "npgpt build MB": ("<", 1.0), "npgpt batches/s / torch": (">=", 10.0),
     "npgpt forward / torch": ("<=", 1.0), "npgpt backward / torch": ("<=", 0.5),
+    "npgpt train time / HF tokenizers": ("<=", 1.0), "npgpt train time / rustbpe": ("<=", 1.0),
 }
 
 
@@ -332,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="text files or folders (default: ../shared/corpus, else the stdlib)")
     p.add_argument("--quick", action="store_true", help="small samples, for a smoke test")
     p.add_argument("--out", help="folder for RESULTS.md / .json / .png (default: bench/)")
+    p = add("train", "learn a byte-level BPE vocabulary from text files", cmd_train)
+    p.add_argument("files", nargs="+", help="UTF-8 text files (streamed)")
+    p.add_argument("--vocab-size", type=int, required=True, help="tokens in all: 256 bytes + merges + specials")
+    p.add_argument("--out", required=True, help="folder to write vocab.json + merges.txt (or .tiktoken)")
+    p.add_argument("--special", action="append", metavar="TOKEN",
+                   help="a special token (repeatable; default <|endoftext|>)")
+    p.add_argument("--min-frequency", type=int, default=1, help="stop when the best pair is rarer (default 1)")
+    p.add_argument("--format", choices=["gpt2", "tiktoken"], default="gpt2", help="file format (default gpt2)")
+    p.add_argument("--threads", type=int, default=None, help="counting threads (default: all cores)")
     p = add("tokenize", "encode text files into one token file (np.memmap-able)", cmd_tokenize)
     p.add_argument("files", nargs="+", help="UTF-8 text files")
     p.add_argument("--out", required=True, help="token file to write (e.g. tokens.npgpt)")

@@ -29,8 +29,9 @@ from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError,
 UNKNOWN_WORD = "Akwirw"  # the book's made-up word: in no vocabulary
 
 
-def run(text: str, source: str, out: TextIO = sys.stdout, steps: int = 100) -> list[float]:
-    """Print every stage of the chapter for `text`; return the bigram losses."""
+def run(text: str, source: str, out: TextIO | None = None, steps: int = 100) -> list[float]:
+    """Print every stage of the chapter for `text` to `out` (default: sys.stdout); return the bigram losses."""
+    out = sys.stdout if out is None else out
 
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)

@@ -104,9 +104,23 @@ def test_bench_quick(capsys, tmp_path):
     assert code == 0
     assert "npgpt MB/s" in out and "npgpt backward ms" in out
     md = (tmp_path / "out" / "RESULTS.md").read_text(encoding="utf-8")
-    assert all(f"<!-- {name}:start -->" in md for name in ("encode", "windows", "embedding"))
+    assert all(f"<!-- {name}:start -->" in md for name in ("encode", "train", "windows", "embedding"))
     import json
 
     record = json.loads((tmp_path / "out" / "RESULTS.json").read_text(encoding="utf-8"))
     assert {"date", "machine", "versions", "command", "figures"} <= set(record)
     assert run(capsys, "bench", str(tmp_path / "missing"))[0] == 2
+
+
+def test_train_then_encode_with_the_vocab(capsys, tmp_path, verdict):
+    path = tmp_path / "v.txt"
+    path.write_text(verdict, encoding="utf-8")
+    out_dir = tmp_path / "vocab"
+    code, out, _ = run(capsys, "train", str(path), "--vocab-size", "400", "--out", str(out_dir))
+    assert code == 0 and "learned 143 merges: 400 tokens" in out
+    code, out, _ = run(capsys, "encode", "the verdict", "--vocab", str(out_dir))
+    ids = [int(x) for x in out.split()]
+    assert code == 0 and all(i < 400 for i in ids)
+    assert run(capsys, "decode", *map(str, ids), "--vocab", str(out_dir))[1] == "the verdict\n"
+    assert run(capsys, "train", str(tmp_path / "nope.txt"), "--vocab-size", "300", "--out", "x")[0] == 2
+    assert run(capsys, "train", str(path), "--vocab-size", "10", "--out", "x")[0] == 2
