@@ -299,13 +299,22 @@ def _chart(figures: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    ratios = {k: v for figs in figures.values() for k, v in figs.items() if " / " in k}
-    if not ratios:
+    # One direction for every bar: how many times faster npgpt is (time ratios are inverted).
+    speedups = {}
+    for figs in figures.values():
+        for k, v in figs.items():
+            if " / " in k and v:
+                lower_is_better = any(word in k for word in ("time /", "forward /", "backward /"))
+                speedups[k.replace(" time", "").replace("npgpt ", "")] = 1 / v if lower_is_better else v
+    if not speedups:
         return
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ratios) + 1))
-    ax.barh(list(ratios), list(ratios.values()), color="#4c8bd6")
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(speedups) + 1.2))
+    names = list(speedups)
+    ax.barh(names, [speedups[n] for n in names], color=["#4c8bd6" if speedups[n] >= 1 else "#d65f4c" for n in names])
+    ax.set_xscale("log")
     ax.axvline(1.0, color="gray", lw=1)
-    ax.set_xlabel("ratio (speed ratios: above 1 = npgpt faster; time ratios: below 1 = npgpt faster)")
+    ax.set_xlabel("npgpt is this many times faster than the peer (log scale; red: slower)")
+    ax.set_title("npgpt bench")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -333,16 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=100, help="bigram training steps (default: 100)")
     p = add("inspect", "encode a text and report tokens, speed and the round trip", cmd_inspect)
     p.add_argument("file", nargs="?", help="UTF-8 text file, or - for stdin (default: Python's pydoc topics)")
+    def add_text(p):
+        p.add_argument("text", nargs="?", help="the text (default: --file or stdin)")
+        p.add_argument("--file", help="read the text from this file (- for stdin)")
+
     p = add("encode", "print the token ids of a text", cmd_encode)
-    p.add_argument("text", nargs="?", help="the text (default: --file or stdin)")
-    p.add_argument("--file", help="read the text from this file (- for stdin)")
+    add_text(p)
     p.add_argument("--count", action="store_true", help="print only the number of tokens")
     p.add_argument("--allow-special", action="store_true", help="encode <|endoftext|> as its special id")
     p = add("decode", "print the text of token ids", cmd_decode)
     p.add_argument("ids", nargs="*", help="token ids (default: read from stdin)")
     p = add("show", "the text with token boundaries coloured (or --html FILE)", cmd_show)
-    p.add_argument("text", nargs="?", help="the text (default: --file or stdin)")
-    p.add_argument("--file", help="read the text from this file (- for stdin)")
+    add_text(p)
     p.add_argument("--ids", action="store_true", help="also print the token ids")
     p.add_argument("--html", metavar="FILE", help="write the coloured text as an HTML page instead")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",

@@ -69,6 +69,15 @@ def hash_bytes(buf, start, end):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def same_bytes(pool, a, buf, start, n):
+    """``pool[a:a+n] == buf[start:start+n]``, byte by byte (the check behind every hash hit)."""
+    for i in range(n):
+        if pool[a + i] != buf[start + i]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _pair_slot(key, mask):
     # Fibonacci hashing: multiply, keep high bits. Pair keys are small and sequential; the multiply
     # spreads them over the table.
@@ -145,15 +154,9 @@ def token_lookup(table, pool, buf, start, end, h):
         t = table[3 * s + 1]
         if t == -1:
             return -1
-        if table[3 * s] == key and table[3 * s + 2] & 0xFFFF == n:
-            a = table[3 * s + 2] >> 16
-            same = True
-            for i in range(n):
-                if pool[a + i] != buf[start + i]:
-                    same = False
-                    break
-            if same:
-                return t
+        meta = table[3 * s + 2]
+        if table[3 * s] == key and meta & 0xFFFF == n and same_bytes(pool, meta >> 16, buf, start, n):
+            return t
         s = (s + 1) & mask
 
 
@@ -360,21 +363,14 @@ def _cache_get(cache, buf, start, end, h, out, o):
         meta = table[2 * s + 1]
         if meta == -1:
             return -1
-        if table[2 * s] == key and (meta >> 10) & 1023 == n:
-            a = meta >> 20
-            same = True
-            for i in range(n):
-                if pool[a + i] != buf[start + i]:
-                    same = False
-                    break
-            if same:
-                k = meta & 1023
-                b = a + n
-                for i in range(k):
-                    j = b + 4 * i
-                    out[o + i] = (np.int32(pool[j]) | (np.int32(pool[j + 1]) << 8) | (np.int32(pool[j + 2]) << 16)
-                                  | (np.int32(pool[j + 3]) << 24))
-                return k
+        if table[2 * s] == key and (meta >> 10) & 1023 == n and same_bytes(pool, meta >> 20, buf, start, n):
+            k = meta & 1023
+            b = (meta >> 20) + n  # the ids follow the key's bytes, 4 bytes each, little-endian
+            for i in range(k):
+                j = b + 4 * i
+                out[o + i] = (np.int32(pool[j]) | (np.int32(pool[j + 1]) << 8) | (np.int32(pool[j + 2]) << 16)
+                              | (np.int32(pool[j + 3]) << 24))
+            return k
         s = (s + 1) & mask
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from npgpt.merge import hash_bytes
+from npgpt.merge import hash_bytes, same_bytes
 
 NEED_ROOM, STOPPED, DONE = 1, 2, 3  # why train_merges returned (DONE: its merge budget is used)
 # which arrays need room, as bits of st[9]: pairs (and their index, touched list), chains, heap, bytes, merges
@@ -51,15 +51,9 @@ def unique_pieces(buf, bounds, n):
                 break
             if hashes[u] == h:
                 c, d = bounds[first[u]], bounds[first[u] + 1]
-                if d - c == b - a:
-                    same = True
-                    for i in range(b - a):
-                        if buf[c + i] != buf[a + i]:
-                            same = False
-                            break
-                    if same:
-                        counts[u] += 1
-                        break
+                if d - c == b - a and same_bytes(buf, c, buf, a, b - a):
+                    counts[u] += 1
+                    break
             s = (s + 1) & mask
     return first[:n_unique], counts[:n_unique]
 
@@ -241,15 +235,9 @@ def train_merges(sym, wstart, wlen, freq, seen, index, st, left, right, count, h
         new = -1
         while key in by_bytes:  # same hash: compare the bytes (collisions chain to key + 1)
             t = by_bytes[key]
-            if off[t + 1] - off[t] == la + lb:
-                same = True
-                for i in range(la + lb):
-                    if pool[off[t] + i] != pool[start + i]:
-                        same = False
-                        break
-                if same:
-                    new = t
-                    break
+            if off[t + 1] - off[t] == la + lb and same_bytes(pool, off[t], pool, start, la + lb):
+                new = t
+                break
             key += 1
         if new == -1:
             new = st[4]
