@@ -66,9 +66,9 @@ def main(argv=None) -> None:
     assert np.allclose(one_grad, np_tok_grad, rtol=1e-5, atol=1e-4)
 
     rows = [["", "npgpt", "NumPy (`tok[ids] + pos`, `np.add.at`)"]]
-    f_np, b_np = best_of(lambda: emb(ids), args.repeat), best_of(lambda: emb.backward(grad), args.repeat)
-    f_numpy, b_numpy = best_of(numpy_forward, args.repeat), best_of(numpy_backward, max(2, args.repeat // 3))
-    times = {"npgpt": (f_np, b_np), "numpy": (f_numpy, b_numpy)}
+    forwards = {"npgpt": lambda: emb(ids), "numpy": numpy_forward}
+    backwards = {"npgpt": lambda: emb.backward(grad), "numpy": numpy_backward}
+    prepare = {}
     try:
         import torch
 
@@ -78,11 +78,10 @@ def main(argv=None) -> None:
             t_tok.weight.copy_(torch.from_numpy(tok))
             t_pos.weight.copy_(torch.from_numpy(pos))
         t_ids, t_grad, t_ar = torch.from_numpy(ids), torch.from_numpy(grad), torch.arange(ctx)
+        state = {}
 
         def torch_forward():
             return t_tok(t_ids) + t_pos(t_ar)
-
-        state = {}
 
         def torch_prepare():  # forward with autograd, so that backward has a graph (not timed)
             state["out"] = torch_forward()
@@ -98,16 +97,24 @@ def main(argv=None) -> None:
         torch_prepare()
         torch_backward()
         assert np.allclose(t_tok.weight.grad.numpy(), one_grad, rtol=1e-5, atol=1e-4)
-        f_torch = best_of(torch_forward, args.repeat)
-        b_torch = float("inf")
-        for _ in range(args.repeat):
-            torch_prepare()
-            b_torch = min(b_torch, best_of(torch_backward, 1))
-        times["torch"] = (f_torch, b_torch)
+        forwards["torch"], backwards["torch"], prepare["torch"] = torch_forward, torch_backward, torch_prepare
         rows[0].append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     except ImportError:
         pass
 
+    # Interleaved rounds after one warm-up of everyone: the allocator (glibc's mmap threshold moves
+    # as large blocks are freed) and the machine are then in the same state for every contender.
+    for fn in forwards.values():
+        fn()
+    times = {name: [float("inf"), float("inf")] for name in forwards}
+    for r in range(args.repeat):
+        for name in forwards:
+            times[name][0] = min(times[name][0], best_of(forwards[name], 1))
+            if name == "numpy" and r >= max(2, args.repeat // 3):
+                continue  # np.add.at is slow; a few rounds are enough
+            if name in prepare:
+                prepare[name]()
+            times[name][1] = min(times[name][1], best_of(backwards[name], 1))
     names = list(times)
     rows.append(["forward ms", *[f"{times[n][0] * 1e3:.1f}" for n in names]])
     rows.append(["backward ms", *[f"{times[n][1] * 1e3:.1f}" for n in names]])

@@ -4,7 +4,8 @@ Chapter 2 of "Build a Large Language Model (From Scratch)", written as a library
 
 - `SimpleTokenizerV1` / `SimpleTokenizerV2`: the chapter's word-level tokenizers (`npgpt.simple`);
 - `get_encoding("gpt2")` / `Encoding`: exact GPT-2 byte-pair encoding with tiktoken's interface
-  (`npgpt.bpe`, merge loop in `npgpt.merge`, files in `npgpt.vocab_files`);
+  (`npgpt.bpe`, numba pre-tokenizer in `npgpt.scan`, merge loop in `npgpt.merge`, files in
+  `npgpt.vocab_files`), and `train_bpe` to learn a vocabulary of your own (`npgpt.train`);
 - `GPTDatasetV1`, `DataLoader`, `create_dataloader_v1`: the book's training windows as zero-copy
   views (`npgpt.data`), and token files on disk (`write_tokens`, `TokenFile`, `tokenize_files`);
 - `Embedding`, `GPTEmbedding` (``tok_emb`` + ``pos_emb``) with manual gradients, and the `SGD` and
