@@ -387,6 +387,11 @@ def write_tokens(path: str | os.PathLike, ids: Any, dtype: Any = None) -> Path:
     """Write token ids to a token file (header + raw little-endian ids); return the path.
 
     dtype defaults to uint16 when every id fits, else uint32.
+
+    >>> import tempfile, os
+    >>> path = write_tokens(os.path.join(tempfile.mkdtemp(), "t.npgpt"), [15496, 11, 995])
+    >>> TokenFile(path)  # doctest: +ELLIPSIS
+    TokenFile('...t.npgpt', 3 tokens of uint16)
     """
     arr = as_token_array(ids)
     dtype = compact_dtype(int(arr.max()) if arr.size else 0) if dtype is None else dtype
@@ -401,6 +406,13 @@ class TokenFile:
     Opens npgpt's token files (a 32-byte header: magic, version, dtype, count, so a file is never
     misread) and, when told their `dtype`, raw headerless files such as nanoGPT's ``train.bin``
     (uint16). Windows and loaders work on it directly: ``GPTDatasetV1.from_token_ids(TokenFile(p), ...)``.
+
+    >>> import tempfile, os
+    >>> raw = os.path.join(tempfile.mkdtemp(), "train.bin")
+    >>> np.arange(10, dtype=np.uint16).tofile(raw)         # a nanoGPT-style file
+    >>> tf = TokenFile(raw, dtype=np.uint16)
+    >>> len(tf), GPTDatasetV1.from_token_ids(tf, max_length=4, stride=4).inputs.tolist()
+    (10, [[0, 1, 2, 3], [4, 5, 6, 7]])
     """
 
     def __init__(self, path: str | os.PathLike, dtype: Any = None):
@@ -458,6 +470,16 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
     shows progress on a terminal (`progress` None), always (True) or never (False).
 
     `tokenizer` is an `npgpt.Encoding` (default: GPT-2). Returns the `TokenFile` written.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> for name, text in (("a.txt", "hello world"), ("b.txt", "bye")):
+    ...     with open(os.path.join(d, name), "w") as f:
+    ...         _ = f.write(text)
+    >>> tf = tokenize_files([os.path.join(d, "a.txt"), os.path.join(d, "b.txt")], os.path.join(d, "t.npgpt"),
+    ...                     eot=True, progress=False)
+    >>> tf.tokens.tolist()
+    [31373, 995, 50256, 16390, 50256]
     """
     import sys
 

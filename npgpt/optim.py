@@ -65,6 +65,13 @@ class SGD(Optimizer):
 
     ``g = grad + weight_decay * w``; with momentum, ``buf = momentum * buf + g`` (``buf = g`` at the
     first step); ``w -= lr * buf``.
+
+    >>> p = Parameter(np.array([1.0]))
+    >>> opt = SGD([p], lr=0.5, momentum=0.9)
+    >>> for _ in range(2):
+    ...     p.grad[:] = 1.0; opt.step()
+    >>> p.data                      # 1 - 0.5 * 1 - 0.5 * (0.9 + 1)
+    array([-0.45])
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
@@ -94,6 +101,12 @@ class AdamW(Optimizer):
     ``v = beta2 * v + (1 - beta2) * g**2``; ``w -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``.
     The operations and their order follow torch's single-tensor implementation, so float32 results
     agree with torch's to rounding.
+
+    >>> p = Parameter(np.array([1.0]))
+    >>> opt = AdamW([p], lr=0.1, weight_decay=0.0)
+    >>> p.grad[:] = 123.0; opt.step()
+    >>> p.data                      # the first step moves by lr, whatever the gradient's size
+    array([0.9])
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),

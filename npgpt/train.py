@@ -200,6 +200,10 @@ def train_bpe(data: Any, vocab_size: int, special_tokens: Iterable[str] = ("<|en
 
     The exact rules are in the module docstring. The result encodes, decodes and saves like any
     `Encoding`: ``.vocab``, ``.merges``, ``save(dir, format="gpt2" | "tiktoken")``.
+
+    >>> enc = train_bpe(["aaab aaab aab"], vocab_size=259, special_tokens=["<|endoftext|>"], progress=False)
+    >>> enc.merges, enc.special_tokens
+    ([(b'a', b'a'), (b'aa', b'a')], {'<|endoftext|>': 258})
     """
     from tqdm import tqdm
 
