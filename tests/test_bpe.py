@@ -257,6 +257,8 @@ def test_constructor_checks():
         Encoding({-1: b"x"}, [])
     with pytest.raises(TypeError, match="list of str"):
         Encoding(bytes_vocab, [], "<|endoftext|>")
+    with pytest.raises(ValueError, match="too sparse"):
+        Encoding(bytes_vocab, [], {"<|x|>": 10**9})
     with pytest.raises(ValueError, match="does not compile"):
         Encoding(bytes_vocab, [], pattern="(")
 
