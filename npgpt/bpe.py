@@ -184,7 +184,7 @@ class Encoding:
         self._decoder: dict[int, bytes] = {i: b for b, i in self._encoder.items()}
         self._decoder.update({i: s.encode("utf-8") for s, i in self._special_tokens.items()})
         self.max_token_value = max(self._decoder)
-        if self.max_token_value >= 2 * len(self._decoder) + 2**16:  # decoding indexes a dense list of ids
+        if self.max_token_value >= 2 * len(self._decoder) + 2**20:  # decoding indexes a dense list of ids
             raise ValueError(
                 f"token ids are too sparse: {len(self._decoder)} tokens, but the largest id is {self.max_token_value}"
             )
