@@ -93,31 +93,31 @@ def n_windows(n_tokens: int, max_length: int, stride: int) -> int:
     return max(0, math.ceil((n_tokens - max_length) / stride))
 
 
+def token_spans(token_ids: Any, length: int, stride: int) -> np.ndarray:
+    """Read-only view of shape ``(n, length)``: row i is ``ids[i*stride : i*stride + length]``, for the book's
+    ``n = len(range(0, len(ids) - length + 1, stride))`` windows. No copy: rows overlap in memory."""
+    ids = as_token_array(token_ids)
+    n = n_windows(len(ids), length - 1, stride)
+    # Row i starts stride tokens after row i - 1; the last row ends at (n-1)*stride + length <= len(ids).
+    return np.lib.stride_tricks.as_strided(ids, shape=(n, length), strides=(stride * ids.strides[0], ids.strides[0]),
+                                           writeable=False)
+
+
 def sliding_windows(token_ids: Any, max_length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Input and target windows over `token_ids`, as two read-only views (no copy).
 
     Window i starts at ``i * stride`` for ``i*stride`` in ``range(0, len(ids) - max_length, stride)``:
     ``inputs[i] = ids[i*stride : i*stride + max_length]`` and ``targets[i]`` is the same shifted by
     one token -- exactly the book's loop. Both have shape ``(n, max_length)`` and share memory with
-    `token_ids` (a list is first stored as a compact array).
+    `token_ids` (a list is first stored as a compact array): they are the two shifted halves of one
+    view of windows ``max_length + 1`` tokens long (`token_spans`).
 
     >>> x, y = sliding_windows([1, 2, 3, 4, 5], max_length=2, stride=1)
     >>> x.tolist(), y.tolist()
     ([[1, 2], [2, 3], [3, 4]], [[2, 3], [3, 4], [4, 5]])
     """
-    max_length = _positive_int("max_length", max_length)
-    stride = _positive_int("stride", stride)
-    ids = as_token_array(token_ids)
-    n = n_windows(len(ids), max_length, stride)
-    if n == 0:
-        empty = np.lib.stride_tricks.as_strided(ids, shape=(0, max_length), strides=(0, ids.strides[0]),
-                                                writeable=False)
-        return empty, empty
-    # Row i starts stride tokens after row i - 1; the last window used ends at token (n-1)*stride + L.
-    shape, strides = (n, max_length), (stride * ids.strides[0], ids.strides[0])
-    inputs = np.lib.stride_tricks.as_strided(ids, shape=shape, strides=strides, writeable=False)
-    targets = np.lib.stride_tricks.as_strided(ids[1:], shape=shape, strides=strides, writeable=False)
-    return inputs, targets
+    spans = token_spans(token_ids, _positive_int("max_length", max_length) + 1, _positive_int("stride", stride))
+    return spans[:, :-1], spans[:, 1:]
 
 
 class GPTDatasetV1:
@@ -133,7 +133,8 @@ class GPTDatasetV1:
         Window length and the step between window starts.
 
     ``ds[i]`` is ``(input_ids, target_ids)``, two views of shape ``(max_length,)``; ``ds.inputs`` and
-    ``ds.targets`` are all windows, shape ``(len(ds), max_length)``; ``ds.token_ids`` is the token array.
+    ``ds.targets`` are all windows, shape ``(len(ds), max_length)``, the two shifted views of
+    ``ds.spans`` (windows of ``max_length + 1`` tokens); ``ds.token_ids`` is the token array.
 
     Example
     -------
@@ -147,10 +148,7 @@ class GPTDatasetV1:
             raise TypeError(f"txt must be str, got {type(txt).__name__}")
         if not hasattr(tokenizer, "encode"):
             raise TypeError(f"tokenizer must have an encode method, got {type(tokenizer).__name__}")
-        ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
-        if hasattr(tokenizer, "encode_to_numpy") and not isinstance(ids, np.ndarray):
-            ids = np.asarray(ids, dtype=compact_dtype(max(ids, default=0)))
-        self._init(ids, max_length, stride)
+        self._init(tokenizer.encode(txt, allowed_special={"<|endoftext|>"}), max_length, stride)
 
     @classmethod
     def from_token_ids(cls, token_ids: Any, max_length: int, stride: int) -> GPTDatasetV1:
@@ -174,7 +172,9 @@ class GPTDatasetV1:
                 f"{max_length + 1} (inputs plus the one-token shift of the targets)"
             )
         self.max_length, self.stride = max_length, stride
-        self.inputs, self.targets = sliding_windows(self.token_ids, max_length, stride)
+        # windows of max_length + 1 tokens; inputs and targets are their two shifted views
+        self.spans = token_spans(self.token_ids, max_length + 1, stride)
+        self.inputs, self.targets = self.spans[:, :-1], self.spans[:, 1:]
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -230,8 +230,8 @@ class DataLoader:
 
     def __init__(self, dataset: GPTDatasetV1, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = None, rank: int = 0, world_size: int = 1, dtype: Any = np.int64):
-        if not (hasattr(dataset, "inputs") and hasattr(dataset, "targets")):
-            raise TypeError(f"dataset must be a GPTDatasetV1 (with .inputs and .targets), got {type(dataset).__name__}")
+        if not hasattr(dataset, "spans"):
+            raise TypeError(f"dataset must be a GPTDatasetV1 (with .spans), got {type(dataset).__name__}")
         self.dataset = dataset
         self.batch_size = _positive_int("batch_size", batch_size)
         self.world_size = _positive_int("world_size", world_size)
@@ -267,20 +267,11 @@ class DataLoader:
             return self.shard_size // self.batch_size
         return -(-self.shard_size // self.batch_size)
 
-    def _spans(self) -> np.ndarray:
-        """Windows of max_length + 1 tokens: input and target of a window are the two shifted views of it."""
-        ds = self.dataset
-        if getattr(self, "_spans_cache", None) is None:
-            ids, stride, length = ds.token_ids, ds.stride, ds.inputs.shape[1] + 1
-            self._spans_cache = np.lib.stride_tricks.as_strided(
-                ids, shape=(len(ds), length), strides=(stride * ids.strides[0], ids.strides[0]), writeable=False)
-        return self._spans_cache
-
     GROUP = 32  # batches gathered per NumPy call when shuffling: amortizes the per-call cost
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        spans = self._spans()
+        spans = self.dataset.spans  # a batch's x and y are the two shifted views of its spans
         n_batches, bs, dtype = len(self), self.batch_size, self.dtype
         if not self.shuffle and self.world_size == 1:
             # consecutive windows: a slice of the strided view; a copy only to change the dtype
