@@ -104,7 +104,7 @@ def _raise_disallowed(token: str) -> None:
     )
 
 
-def _fix_surrogates(text: str) -> str:
+def fix_surrogates(text: str) -> str:
     # As tiktoken: a surrogate pair written as two code points becomes the character it encodes;
     # a lone surrogate, which has no UTF-8 form, becomes U+FFFD.
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
@@ -472,12 +472,12 @@ class Encoding:
             try:
                 buf = text.encode("utf-8")
             except UnicodeEncodeError:
-                buf = _fix_surrogates(text).encode("utf-8")
+                buf = fix_surrogates(text).encode("utf-8")
             return self._encode_scanned(buf, allowed)
         try:
             return self._encode_pieces(*self._pieces(text, allowed))
         except UnicodeEncodeError:
-            return self._encode_pieces(*self._pieces(_fix_surrogates(text), allowed))
+            return self._encode_pieces(*self._pieces(fix_surrogates(text), allowed))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text`, treating special tokens as ordinary text.

@@ -26,7 +26,6 @@ Example
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -244,8 +243,3 @@ def _load_into(param: Parameter, state: Any, key: str) -> None:
     if value.shape != param.data.shape:
         raise ValueError(f"{key}: shape {value.shape} does not match the layer's {param.data.shape}")
     param.data[...] = value
-
-
-def num_threads() -> int:
-    """Threads the kernels run on (numba's setting; NUMBA_NUM_THREADS or all cores)."""
-    return int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))

@@ -78,7 +78,7 @@ def same_bytes(pool, a, buf, start, n):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pair_slot(key, mask):
+def pair_slot(key, mask):
     # Fibonacci hashing: multiply, keep high bits. Pair keys are small and sequential; the multiply
     # spreads them over the table.
     return np.int64(((np.uint64(key) * _GOLDEN) >> np.uint64(32)) & np.uint64(mask))
@@ -100,7 +100,7 @@ def build_pair_table(lefts, rights, merged, cap):
     mask = cap - 1
     for i in range(lefts.shape[0]):
         key = (np.int64(lefts[i]) << 32) | np.int64(rights[i])
-        s = _pair_slot(key, mask)
+        s = pair_slot(key, mask)
         while table[2 * s] != -1:
             s = (s + 1) & mask
         table[2 * s] = key
@@ -113,7 +113,7 @@ def pair_lookup(pairs, left, right):
     """Return ``rank << 32 | merged`` of the pair, or ``NO_RANK`` when it is not a merge."""
     key = (np.int64(left) << 32) | np.int64(right)
     mask = pairs.shape[0] // 2 - 1
-    s = _pair_slot(key, mask)
+    s = pair_slot(key, mask)
     while True:
         k = pairs[2 * s]
         if k == key:

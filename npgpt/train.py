@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from npgpt.bpe import Encoding, _fix_surrogates
+from npgpt.bpe import Encoding, fix_surrogates
 from npgpt.pretokenize import GPT2_PATTERN, compile_pattern
 
 __all__ = ["count_pretokens", "train_bpe"]
@@ -117,7 +117,7 @@ def count_pretokens(data: Any, special_tokens: Iterable[str] = ("<|endoftext|>",
             try:
                 raw = part.encode("utf-8")
             except UnicodeEncodeError:
-                raw = _fix_surrogates(part).encode("utf-8")
+                raw = fix_surrogates(part).encode("utf-8")
             counts.update(_scan_count(raw))
         return counts
 

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from npgpt.merge import hash_bytes, same_bytes
+from npgpt.merge import hash_bytes, pair_slot, same_bytes
 
 NEED_ROOM, STOPPED, DONE = 1, 2, 3  # why train_merges returned (DONE: its merge budget is used)
 # which arrays need room, as bits of st[9]: pairs (and their index, touched list), chains, heap, bytes, merges
@@ -71,8 +71,9 @@ def build_pair_index(left, right, n_pairs, cap):
 
 @njit(cache=True, inline="always")
 def _slot(table, key):
+    """The slot of `key` in a pair table laid out as merge.build_pair_table's (key at 2s, value at 2s + 1)."""
     mask = table.shape[0] // 2 - 1
-    s = np.int64(((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & np.uint64(mask))
+    s = pair_slot(key, mask)
     while table[2 * s] != -1 and table[2 * s] != key:
         s = (s + 1) & mask
     return s
