@@ -400,27 +400,18 @@ class Encoding:
             disallowed = frozenset(disallowed_special)
         return frozenset(allowed & self._special_tokens.keys()), disallowed
 
-    def _pieces(self, text: str, allowed: frozenset) -> tuple[list[str], list[int] | None]:
-        """Pre-tokens of `text`; with `allowed` specials, also the forced id of each piece (-1: none)."""
-        findall = self._regex.findall
-        if not allowed:
-            return findall(text), None
-        pieces: list[str] = []
-        forced: list[int] = []
-        start = 0
-        for m in _special_regex(allowed).finditer(text):
-            part = findall(text[start : m.start()])
-            pieces += part
-            forced += [-1] * len(part)
-            pieces.append("")
-            forced.append(self._special_tokens[m.group()])
+    def _segments(self, buf: bytes, allowed: frozenset) -> np.ndarray:
+        """Rows ``(start, end, special_id)`` over the UTF-8 bytes: the allowed special tokens found in
+        `buf` (their id), and the ordinary text between them (-1). Both encoding paths start here."""
+        present = frozenset(t for t in allowed if t.encode("utf-8") in buf) if allowed else None
+        if not present:
+            return np.array([[0, len(buf), -1]], np.int64)
+        rows, start = [], 0
+        for m in _special_regex_bytes(present).finditer(buf):
+            rows += [(start, m.start(), -1), (m.start(), m.end(), self._special_tokens[m.group().decode()])]
             start = m.end()
-        if not forced:
-            return findall(text), None
-        part = findall(text[start:])
-        pieces += part
-        forced += [-1] * len(part)
-        return pieces, forced
+        rows.append((start, len(buf), -1))
+        return np.array(rows, np.int64)
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
         """One numba call for the whole text (see `npgpt.merge.encode_segments`); int32 ids."""
@@ -433,51 +424,43 @@ class Encoding:
         )
         return out[:count]
 
-    def _encode_pieces(self, pieces: Sequence[str], forced: Sequence[int] | None) -> np.ndarray:
-        """Custom patterns: pieces cut by the `regex` module, one kernel row per piece."""
-        n = len(pieces)
-        joined = "".join(pieces)
-        if joined.isascii():
-            buf = joined.encode("ascii")
-            lens = np.fromiter(map(len, pieces), np.int64, n)
-        else:
-            encoded = [p.encode("utf-8") for p in pieces]  # raises on surrogates: see _encode
-            buf = b"".join(encoded)
-            lens = np.fromiter(map(len, encoded), np.int64, n)
-        segments = np.empty((n, 3), np.int64)
-        np.cumsum(lens, out=segments[:, 1])
-        segments[:, 0] = segments[:, 1] - lens
-        segments[:, 2] = -1 if forced is None else forced
-        return self._run_kernel(buf, segments, False)
+    def _regex_rows(self, buf: bytes, segments: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """Custom patterns: cut each ordinary segment with the `regex` module into one row per piece.
 
-    def _encode_scanned(self, buf: bytes, allowed: frozenset) -> np.ndarray:
-        """GPT-2's pattern: the numba scanner cuts the UTF-8 bytes; special tokens are cut first."""
-        present = frozenset(t for t in allowed if t.encode("utf-8") in buf) if allowed else None
-        if not present:
-            segments = np.empty((1, 3), np.int64)
-            segments[0] = 0, len(buf), -1
-            return self._run_kernel(buf, segments, True)
-        rows, start = [], 0
-        for m in _special_regex_bytes(present).finditer(buf):
-            rows += [(start, m.start(), -1), (m.start(), m.end(), self._special_tokens[m.group().decode()])]
-            start = m.end()
-        rows.append((start, len(buf), -1))
-        return self._run_kernel(buf, np.array(rows, np.int64), True)
+        A pattern may skip characters, so the pieces are joined into a new buffer; special-token
+        rows carry over (their bytes are not needed, only their id).
+        """
+        findall = self._regex.findall
+        parts: list[bytes] = []
+        blocks: list[np.ndarray] = []
+        pos = 0
+        for start, end, special in segments.tolist():
+            if special >= 0:
+                blocks.append(np.array([[pos, pos, special]], np.int64))
+                continue
+            encoded = [p.encode("utf-8") for p in findall(buf[start:end].decode("utf-8"))]
+            lens = np.fromiter(map(len, encoded), np.int64, len(encoded))
+            rows = np.full((len(encoded), 3), -1, np.int64)
+            np.cumsum(lens, out=rows[:, 1])
+            rows[:, 1] += pos
+            rows[:, 0] = rows[:, 1] - lens
+            parts += encoded
+            blocks.append(rows)
+            pos += int(lens.sum())
+        return b"".join(parts), np.concatenate(blocks)
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         text = _check_text(text)
         if disallowed:
             _check_disallowed(text, disallowed)
-        if self._scanned:
-            try:
-                buf = text.encode("utf-8")
-            except UnicodeEncodeError:
-                buf = fix_surrogates(text).encode("utf-8")
-            return self._encode_scanned(buf, allowed)
         try:
-            return self._encode_pieces(*self._pieces(text, allowed))
+            buf = text.encode("utf-8")
         except UnicodeEncodeError:
-            return self._encode_pieces(*self._pieces(fix_surrogates(text), allowed))
+            buf = fix_surrogates(text).encode("utf-8")
+        segments = self._segments(buf, allowed)
+        if self._scanned:  # GPT-2's pattern: the numba scanner cuts the ordinary segments itself
+            return self._run_kernel(buf, segments, True)
+        return self._run_kernel(*self._regex_rows(buf, segments), False)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text`, treating special tokens as ordinary text.
