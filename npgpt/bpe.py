@@ -404,8 +404,10 @@ class Encoding:
         """Rows ``(start, end, special_id)`` over the UTF-8 bytes: the allowed special tokens found in
         `buf` (their id), and the ordinary text between them (-1). Both encoding paths start here."""
         present = frozenset(t for t in allowed if t.encode("utf-8") in buf) if allowed else None
-        if not present:
-            return np.array([[0, len(buf), -1]], np.int64)
+        if not present:  # the common case, on every call: one row, built without a nested list
+            one = np.empty((1, 3), np.int64)
+            one[0] = 0, len(buf), -1
+            return one
         rows, start = [], 0
         for m in _special_regex_bytes(present).finditer(buf):
             rows += [(start, m.start(), -1), (m.start(), m.end(), self._special_tokens[m.group().decode()])]
