@@ -41,7 +41,7 @@ import common
 import numpy as np
 
 import npgpt
-from npgpt import vocab_files
+from npgpt.bpe import vocab_files
 
 THREADS = 2
 
@@ -151,8 +151,9 @@ def batch_table(docs, tokenizers, fresh, repeat, best_single):
 
 def breakdown(docs, fresh, repeat):
     """Per document: scanner only, whole kernel, whole encode_ordinary (ms, best of repeat)."""
-    from npgpt import merge, scan
-    from npgpt.unicode_tables import char_classes
+    from npgpt.bpe import merge_kernels as merge
+    from npgpt.bpe import pretokenize_kernels as scan
+    from npgpt.bpe.unicode_tables import char_classes
 
     classes = char_classes()
     rows = [["document", "scan ms", "merge ms", "Python glue ms", "total ms"]]

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-from npgpt.pretokenize import GPT2_PATTERN
+from npgpt.bpe.pretokenize import GPT2_PATTERN
 
 TRAINERS = ["npgpt", "HF tokenizers", "rustbpe", "bpeasy"]
 

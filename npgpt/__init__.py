@@ -4,8 +4,8 @@ Chapter 2 of "Build a Large Language Model (From Scratch)", written as a library
 
 - `SimpleTokenizerV1` / `SimpleTokenizerV2`: the chapter's word-level tokenizers (`npgpt.simple`);
 - `get_encoding("gpt2")` / `Encoding`: exact GPT-2 byte-pair encoding with tiktoken's interface
-  (`npgpt.bpe`, numba pre-tokenizer in `npgpt.scan`, merge loop in `npgpt.merge`, files in
-  `npgpt.vocab_files`), and `train_bpe` to learn a vocabulary of your own (`npgpt.train`);
+  (the `npgpt.bpe` package: pre-tokenizer, merge loop, vocabulary files), and `train_bpe` to learn
+  a vocabulary of your own;
 - `GPTDatasetV1`, `DataLoader`, `create_dataloader_v1`: the book's training windows as zero-copy
   views (`npgpt.data`), and token files on disk (`write_tokens`, `TokenFile`, `tokenize_files`);
 - `Embedding`, `GPTEmbedding` (``tok_emb`` + ``pos_emb``) with manual gradients, and the `SGD` and
@@ -21,21 +21,14 @@ Example
 [33901, 86, 343, 86, 220, 959]
 """
 
-from npgpt.bpe import Encoding, InvalidTokenError, get_encoding, list_encoding_names
-from npgpt.data import (
-    DataLoader,
-    GPTDatasetV1,
-    TokenFile,
-    create_dataloader_v1,
-    sliding_windows,
-    tokenize_files,
-    write_tokens,
-)
+from npgpt.bpe.encoding import Encoding, InvalidTokenError, get_encoding, list_encoding_names
+from npgpt.bpe.pretokenize import GPT2_PATTERN
+from npgpt.bpe.train import train_bpe
+from npgpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1, sliding_windows
 from npgpt.embedding import Embedding, GPTEmbedding
 from npgpt.optim import SGD, AdamW, Parameter
-from npgpt.pretokenize import GPT2_PATTERN
 from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab
-from npgpt.train import train_bpe
+from npgpt.token_files import TokenFile, tokenize_files, write_tokens
 
 __version__ = "0.1.0"
 

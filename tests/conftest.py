@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import npgpt
-from npgpt import vocab_files
-from tests.reference import ReferenceEncoder
+from npgpt.bpe import vocab_files
+from npgpt.reference import ReferenceEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"

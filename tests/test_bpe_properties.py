@@ -1,4 +1,4 @@
-"""Hypothesis: round trips, and the numba path equal to the textbook encoder (tests/reference.py)."""
+"""Hypothesis: round trips, and the numba path equal to the textbook encoder (npgpt/reference.py)."""
 
 import random
 
@@ -8,8 +8,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from npgpt import Encoding
+from npgpt.reference import ReferenceEncoder, bpe
 from tests.conftest import corpus_file, corpus_files
-from tests.reference import ReferenceEncoder, bpe, random_merges
+from tests.random_vocab import random_merges
 
 # All of Unicode, surrogates excluded (they are not text; see test_surrogates_like_tiktoken), plus
 # text built from the characters where GPT-2's pattern has its corner cases.
@@ -85,7 +86,7 @@ def test_long_pieces_take_the_heap_path(seed, length):
 
 
 def test_piece_cache_stays_bounded_and_correct(enc, ref):
-    from npgpt.merge import PieceCache
+    from npgpt.bpe.merge_kernels import PieceCache
 
     enc._local.cache = PieceCache(slots=64, pool_bytes=512)  # tiny: forces many resets
     try:

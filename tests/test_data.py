@@ -6,15 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npgpt
-from npgpt.data import (
-    DataLoader,
-    GPTDatasetV1,
-    TokenFile,
-    TokenWriter,
-    create_dataloader_v1,
-    sliding_windows,
-    write_tokens,
-)
+from npgpt import reference
+from npgpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1, sliding_windows
+from npgpt.token_files import TokenFile, TokenWriter, write_tokens
 
 # seeds/000: create_dataloader_v1(the-verdict, batch_size=8, max_length=4, stride=4, shuffle=False)
 SEED_BATCH0_X = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257, 7026], [15632, 438, 2016, 257],
@@ -25,15 +19,6 @@ SEED_BATCH1_X = [[287, 262, 6001, 286], [465, 13476, 11, 339], [550, 5710, 465, 
                  [27075, 11, 290, 4920], [2241, 287, 257, 4489], [64, 319, 262, 34686], [41976, 13, 357, 10915]]
 SEED_BATCH1_Y = [[262, 6001, 286, 465], [13476, 11, 339, 550], [5710, 465, 12036, 11], [6405, 257, 5527, 27075],
                  [11, 290, 4920, 2241], [287, 257, 4489, 64], [319, 262, 34686, 41976], [13, 357, 10915, 314]]
-
-
-def naive_windows(ids, max_length, stride):
-    """The book's loop."""
-    xs, ys = [], []
-    for i in range(0, len(ids) - max_length, stride):
-        xs.append(list(ids[i : i + max_length]))
-        ys.append(list(ids[i + 1 : i + max_length + 1]))
-    return xs, ys
 
 
 def test_seed_batches(verdict):
@@ -68,7 +53,7 @@ def test_dataset_with_tiktoken_like_tokenizer(verdict):
 def test_windows_equal_naive_slicing(ids, max_length, stride):
     arr = np.array(ids, dtype=np.uint16)
     x, y = sliding_windows(arr, max_length, stride)
-    xs, ys = naive_windows(ids, max_length, stride)
+    xs, ys = reference.sliding_windows(ids, max_length, stride)
     assert x.shape == (len(xs), max_length) == y.shape
     assert x.tolist() == xs and y.tolist() == ys
     if len(xs):

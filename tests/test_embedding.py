@@ -8,32 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npgpt import SGD, AdamW, Embedding, GPTEmbedding, Parameter
-
-# ------------------------------------------------------------------------------------------
-# plain references
-
-
-def loop_forward(tok, pos, ids):
-    b, t = ids.shape
-    out = np.zeros((b, t, tok.shape[1]), tok.dtype)
-    for i in range(b):
-        for j in range(t):
-            out[i, j] = tok[ids[i, j]] + pos[j]
-    return out
-
-
-def loop_backward(n_tok, n_pos, ids, grad, padding_idx=None):
-    g_tok = np.zeros((n_tok, grad.shape[-1]), np.float64)
-    g_pos = np.zeros((n_pos, grad.shape[-1]), np.float64)
-    b, t = ids.shape
-    for i in range(b):
-        for j in range(t):
-            if ids[i, j] != padding_idx:
-                g_tok[ids[i, j]] += grad[i, j]
-            g_pos[j] += grad[i, j]
-    return g_tok, g_pos
-
+from npgpt import SGD, AdamW, Embedding, GPTEmbedding, Parameter, reference
 
 id_patterns = st.sampled_from(["random", "all equal", "all distinct", "two values"])
 
@@ -56,11 +31,11 @@ def test_gpt_embedding_equals_loops(b, t, d, vocab, pattern, dtype, seed):
     ids = make_ids(pattern, b, t, vocab, rng)
     out = emb(ids)
     assert out.shape == (b, t, d) and out.dtype == dtype
-    assert np.array_equal(out, loop_forward(emb.tok_emb.weight, emb.pos_emb.weight, ids))
+    assert np.array_equal(out, reference.embedding_forward(emb.tok_emb.weight, emb.pos_emb.weight, ids))
     grad = rng.standard_normal((b, t, d)).astype(dtype)
     emb.backward(grad)
     emb.backward(grad)  # gradients accumulate
-    g_tok, g_pos = loop_backward(vocab, 12, ids, grad.astype(np.float64))
+    g_tok, g_pos = reference.embedding_backward(vocab, 12, ids, grad.astype(np.float64))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert np.allclose(emb.tok_emb.grad, 2 * g_tok, rtol=tol, atol=tol)
     assert np.allclose(emb.pos_emb.grad, 2 * g_pos, rtol=tol, atol=tol)

@@ -1,4 +1,4 @@
-"""The numba pre-tokenizer (npgpt.scan) against `regex.findall(GPT2_PATTERN, ...)`, and its tables."""
+"""The numba pre-tokenizer (npgpt.bpe.pretokenize_kernels) against `regex.findall(GPT2_PATTERN, ...)`."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,10 @@ import regex
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from npgpt import Encoding, unicode_tables
-from npgpt.pretokenize import GPT2_PATTERN, split
-from npgpt.scan import split_gpt2
+from npgpt import Encoding
+from npgpt.bpe import unicode_tables
+from npgpt.bpe.pretokenize import GPT2_PATTERN, split
+from npgpt.bpe.pretokenize_kernels import split_gpt2
 from tests.conftest import corpus_file, corpus_files
 
 # Every plane, combining marks, the contraction apostrophes, and \s oddities (U+0085, U+2028,

@@ -1,70 +1,19 @@
-"""train_bpe against a naive trainer that recounts every pair at every step."""
+"""train_bpe against the textbook trainer (npgpt.reference.train), which recounts every pair at every step."""
 
-import itertools
-import re
-from collections import Counter
 
 import pytest
-import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npgpt import Encoding, train_bpe
-from npgpt.pretokenize import GPT2_PATTERN
-from npgpt.train import count_pretokens
+from npgpt import Encoding, reference, train_bpe
+from npgpt.bpe.pretokenize import GPT2_PATTERN
+from npgpt.bpe.train import count_pretokens
 from tests.conftest import corpus_file
-
-
-def naive_counts(docs, specials, pattern=GPT2_PATTERN):
-    counts = Counter()
-    cut = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
-    for doc in docs:
-        for part in cut.split(doc) if cut else [doc]:
-            counts.update(p.encode("utf-8") for p in regex.findall(pattern, part))
-    return counts
-
-
-def naive_train(docs, vocab_size, specials=("<|endoftext|>",), min_frequency=1, pattern=GPT2_PATTERN):
-    """The textbook trainer: recount all pairs every step; ties -> the greatest (left, right) bytes."""
-    words = {tuple(bytes([b]) for b in w): c for w, c in naive_counts(docs, specials, pattern).items()}
-    vocab = [bytes([i]) for i in range(256)]
-    known = set(vocab)
-    merges, merged = [], set()
-    while len(vocab) + len(specials) < vocab_size:
-        pairs = Counter()
-        for w, c in words.items():
-            for pair in itertools.pairwise(w):
-                if pair not in merged:
-                    pairs[pair] += c
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], p))
-        if pairs[best] < min_frequency:
-            break
-        merges.append(best)
-        merged.add(best)
-        token = best[0] + best[1]
-        if token not in known:
-            known.add(token)
-            vocab.append(token)
-        new_words = {}
-        for w, c in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i < len(w) - 1 and (w[i], w[i + 1]) == best:
-                    out.append(token)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
-        words = new_words
-    return vocab, merges
 
 
 def check(docs, vocab_size, specials=("<|endoftext|>",), min_frequency=1, pattern=GPT2_PATTERN):
     enc = train_bpe(docs, vocab_size, specials, min_frequency=min_frequency, pattern=pattern, progress=False)
-    vocab, merges = naive_train(docs, vocab_size, specials, min_frequency, pattern)
+    vocab, merges = reference.train(docs, vocab_size, specials, min_frequency, pattern)
     assert enc.merges == merges
     assert [enc.vocab[i] for i in range(len(vocab))] == vocab
     assert enc.special_tokens == {s: len(vocab) + j for j, s in enumerate(specials)}
@@ -103,13 +52,13 @@ def test_verdict_equals_naive(verdict):
 
 
 def test_files_streamed_in_chunks(tmp_path, verdict, monkeypatch):
-    import npgpt.train as train
+    import npgpt.bpe.train as train
 
     monkeypatch.setattr(train, "READ_CHARS", 1000)  # many chunks: cuts must not change the counts
     path = tmp_path / "v.txt"
     path.write_text(verdict, encoding="utf-8")
-    assert count_pretokens(path, progress=False) == naive_counts([verdict], ["<|endoftext|>"])
-    assert train_bpe([path, str(path)], 400, progress=False).merges == naive_train([verdict, verdict], 400)[1]
+    assert count_pretokens(path, progress=False) == reference.count_pretokens([verdict], ["<|endoftext|>"])
+    assert train_bpe([path, str(path)], 400, progress=False).merges == reference.train([verdict, verdict], 400)[1]
 
 
 def test_docstring_semantics():

@@ -7,8 +7,9 @@ import shutil
 import pytest
 
 import npgpt
-from npgpt import Encoding, vocab_files
-from npgpt.vocab_files import VocabFileError
+from npgpt import Encoding
+from npgpt.bpe import vocab_files
+from npgpt.bpe.vocab_files import VocabFileError
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ read as a scanner says, at each position, try in order:
    more characters (``\\s+(?!\\S)`` backtracks by one so that the last space can start the next word);
    a single space character before a non-space is a piece of its own (``\\s+``).
 
-Character classes come from `npgpt.unicode_tables` (built from `regex`, so the two paths agree).
+Character classes come from `npgpt.bpe.unicode_tables` (built from `regex`, so the two paths agree).
 `piece_end` is the whole scanner; `scan` collects piece boundaries; `split_gpt2` is a Python
 convenience used by the tests, which hold it to ``regex.findall`` on arbitrary Unicode.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from npgpt.unicode_tables import OTHER, SPACE, char_classes
+from npgpt.bpe.unicode_tables import OTHER, SPACE, char_classes
 
 _APOSTROPHE, _SPACE_BYTE = 39, 32
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from npgpt.scan import piece_end
+from npgpt.bpe.pretokenize_kernels import piece_end
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -467,7 +467,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
 
     `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
     emits that id (a special token). Otherwise ``buf[start:end]`` is ordinary text: with
-    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.scan.piece_end`), pieces
+    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.piece_end`), pieces
     going straight to the merge loop with no list of pieces ever built; without, the row is one
     piece already cut by the `regex` module (the path for custom patterns). Pieces never cross a
     row's end, which is how the regex sees a text cut at special tokens.

