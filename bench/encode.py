@@ -168,7 +168,8 @@ def breakdown(docs, fresh, repeat):
         for _ in range(repeat):
             t_scan = min(t_scan, timed(scan.scan, arr, 0, len(arr), classes, bounds))
             enc = fresh()
-            byte_ids, pairs, tokens = enc._get_tables()
+            t = enc._get_tables()
+            byte_ids, pairs, tokens = t.byte_ids, t.pairs, (t.token_table, t.token_pool, t.joinable)
             cache = enc._piece_cache()
             t_kernel = min(t_kernel, timed(merge.encode_segments, arr, segments, True, classes, byte_ids, pairs,
                                            tokens, cache.arrays(), cache.MAX_PIECE, out))

@@ -82,7 +82,7 @@ def test_scanner_path_equals_regex_path(enc, regex_path, text):
 
 def test_joinable_pairs_split_is_exact(enc, ref):
     """Chinese and Russian pieces are cut where no token holds the byte pair; the ids must not change."""
-    _, _, (_, _, joinable) = enc._get_tables()
-    assert 1000 < joinable.sum() < 5000  # GPT-2's tokens hold 2,689 of the 65,536 byte pairs
+    joinable = enc._get_tables().joinable
+    assert joinable.sum() == 2689  # GPT-2's tokens hold 2,689 of the 65,536 byte pairs
     for text in ("受到外国压迫的国民你是谁的老婆", "Достоевский неоднократно", "ﬁﬂ ǅǈ ῼ 𝔘𝔫𝔦"):
         assert enc.encode_ordinary(text) == ref.encode_ordinary(text)

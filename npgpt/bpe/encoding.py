@@ -342,39 +342,12 @@ class Encoding:
     # the numba tables, built on first use
 
     def _get_tables(self):
+        """The kernels' tables (`npgpt.bpe.merge_kernels.build_tables`), built on the first encode."""
         if self._tables is None:
             with self._tables_lock:
                 if self._tables is None:
-                    self._tables = self._build_tables()
+                    self._tables = _merge().build_tables(self._encoder, self._merges)
         return self._tables
-
-    def _build_tables(self):
-        m = _merge()
-        byte_ids = np.array([self._encoder[bytes([x])] for x in range(256)], np.int32)
-        lefts = np.array([self._encoder[a] for a, _ in self._merges], np.int32)
-        rights = np.array([self._encoder[b] for _, b in self._merges], np.int32)
-        merged = np.array([self._encoder[a + b] for a, b in self._merges], np.int32)
-        cap = 1 << max(4, (2 * len(self._merges)).bit_length())
-        pairs = m.build_pair_table(lefts, rights, merged, cap)
-        # Every mergeable token of two or more bytes, then keep the ones BPE gives back whole.
-        multi = sorted((i, b) for b, i in self._encoder.items() if len(b) > 1)
-        ids = np.array([i for i, _ in multi], np.int64)
-        lens = np.array([len(b) for _, b in multi], np.int64)
-        offsets = np.zeros(len(multi) + 1, np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
-        ok = m.self_encoding(pool, offsets, ids, byte_ids, pairs)
-        self.n_tokens_not_self_encoding = int((~ok).sum())
-        keep = np.flatnonzero(ok & (lens < 2**16))  # the table packs lengths in 16 bits
-        k_lens = lens[keep]
-        k_off = np.zeros(len(keep) + 1, np.int64)
-        np.cumsum(k_lens, out=k_off[1:])
-        k_pool = np.frombuffer(b"".join(multi[j][1] for j in keep), np.uint8)
-        k_ids = ids[keep]
-        tcap = 1 << max(4, (2 * len(keep)).bit_length())
-        token_table = m.build_token_table(k_pool, k_off, k_ids, tcap)
-        joinable = m.joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
-        return byte_ids, pairs, (token_table, k_pool, joinable)
 
     def _piece_cache(self):
         cache = getattr(self._local, "cache", None)
@@ -417,12 +390,12 @@ class Encoding:
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
         """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`); int32 ids."""
-        byte_ids, pairs, tokens = self._get_tables()
+        t = self._get_tables()
         cache = self._piece_cache()
         out = np.empty(len(buf) + len(segments), np.int32)
         count = _merge().encode_segments(
-            np.frombuffer(buf, np.uint8), segments, scan, char_classes(), byte_ids, pairs, tokens,
-            cache.arrays(), cache.MAX_PIECE, out,
+            np.frombuffer(buf, np.uint8), segments, scan, char_classes(), t.byte_ids, t.pairs,
+            (t.token_table, t.token_pool, t.joinable), cache.arrays(), cache.MAX_PIECE, out,
         )
         return out[:count]
 

@@ -6,7 +6,7 @@ Byte-pair encoding turns one pre-token (a piece of UTF-8 bytes) into token ids:
 2. among all adjacent pairs, find the pair with the lowest merge rank (the earliest learned merge);
 3. replace it by the merged token and repeat until no adjacent pair is a merge.
 
-This is OpenAI's original GPT-2 algorithm. Its plain-Python form is `tests/reference.py::bpe`,
+This is OpenAI's original GPT-2 algorithm. Its plain-Python form is `npgpt.reference.bpe`,
 which the tests hold this module to. Here the same loop runs over NumPy arrays inside numba:
 
 - pair table: an open-addressing hash table from ``(left_id, right_id)`` to ``(rank, merged_id)``,
@@ -14,7 +14,7 @@ which the tests hold this module to. Here the same loop runs over NumPy arrays i
 - whole-piece table: most pieces (``" the"``, ``" and"``) are themselves tokens; a hash table of
   token bytes finds them with one lookup, skipping the merge loop (`token_lookup`). Only tokens that
   the merge loop itself would produce from their bytes are in it, so the shortcut never changes an
-  answer (`self_encoding_tokens` checks each token once, when the tables are built);
+  answer (`self_encoding` checks each token once, when `build_tables` runs);
 - piece cache: pieces that did need merging are remembered, bytes -> ids, in a bounded table that
   is emptied when full (`PieceCache`);
 - merge loop: for short pieces a scan of the pair ranks (`_merge_short`, quadratic but tiny); for
@@ -26,11 +26,13 @@ it in one left-to-right sweep, then look again. (Merging one occurrence at a tim
 gives the same answer for GPT-2's files, but not for a merge list in which two different pairs make
 the same bytes: there, a merge can create a pair of lower rank in the middle of a sweep.)
 
-Every kernel takes and returns arrays and integers only; the checks happen in `npgpt.bpe` before a
+Every kernel takes and returns arrays and integers only; the checks happen in `npgpt.Encoding` before a
 kernel is entered, and every array access here stays inside the sizes the caller passed.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -530,3 +532,49 @@ def self_encoding(pool, offsets, ids, byte_ids, pairs):
         m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, pairs, work)
         ok[j] = m == 1 and work[0][0] == ids[j]
     return ok
+
+
+# --------------------------------------------------------------------------------------------
+# building the tables (Python; runs once per Encoding)
+
+
+class Tables(NamedTuple):
+    """Everything the encode kernel reads, built once per vocabulary by `build_tables`."""
+
+    byte_ids: np.ndarray  # int32[256]: the id of each single byte
+    pairs: np.ndarray  # the pair table: (left, right) -> (rank, merged id)
+    token_table: np.ndarray  # whole-piece table over `token_pool`: self-encoding tokens only
+    token_pool: np.ndarray  # uint8: those tokens' bytes, back to back
+    joinable: np.ndarray  # bool[65536]: byte pairs that occur inside some token
+    n_not_self_encoding: int  # tokens that BPE of their own bytes does not give back whole
+
+
+def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -> Tables:
+    """Lay a vocabulary (mergeable bytes -> id) and its merges out as the kernels' flat tables.
+
+    The caller (`npgpt.Encoding`) has checked them: every single byte has an id, every merge joins
+    two known tokens into a known token, and there are fewer than 2**30 merges.
+    """
+    byte_ids = np.array([encoder[bytes([x])] for x in range(256)], np.int32)
+    lefts = np.array([encoder[a] for a, _ in merges], np.int32)
+    rights = np.array([encoder[b] for _, b in merges], np.int32)
+    merged = np.array([encoder[a + b] for a, b in merges], np.int32)
+    cap = 1 << max(4, (2 * len(merges)).bit_length())  # at most half full
+    pairs = build_pair_table(lefts, rights, merged, cap)
+    # Every mergeable token of two or more bytes; keep those that BPE gives back whole.
+    multi = sorted((i, b) for b, i in encoder.items() if len(b) > 1)
+    ids = np.array([i for i, _ in multi], np.int64)
+    lens = np.array([len(b) for _, b in multi], np.int64)
+    offsets = np.zeros(len(multi) + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
+    ok = self_encoding(pool, offsets, ids, byte_ids, pairs)
+    keep = np.flatnonzero(ok & (lens < 2**16))  # the table packs lengths in 16 bits
+    k_off = np.zeros(len(keep) + 1, np.int64)
+    np.cumsum(lens[keep], out=k_off[1:])
+    k_pool = np.frombuffer(b"".join(multi[j][1] for j in keep), np.uint8)
+    tcap = 1 << max(4, (2 * len(keep)).bit_length())
+    token_table = build_token_table(k_pool, k_off, ids[keep], tcap)
+    joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
+    return Tables(byte_ids, pairs, token_table, k_pool, joinable, int((~ok).sum()))
+
