@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +40,8 @@ from typing import Literal
 
 import numpy as np
 
-from npgpt.bpe import vocab_files
-from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.bpe import pretokenize, vocab_files
+from npgpt.bpe.pretokenize import GPT2_PATTERN, check_disallowed, compile_pattern, to_utf8
 from npgpt.bpe.unicode_tables import char_classes
 
 __all__ = ["Encoding", "InvalidTokenError", "get_encoding", "list_encoding_names"]
@@ -71,43 +70,6 @@ class InvalidTokenError(ValueError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-@functools.lru_cache(maxsize=64)
-def _special_regex(tokens: frozenset[str]) -> re.Pattern:
-    # Longest first: regex alternation takes the first alternative that matches, so when two
-    # special tokens start at the same place the longer one wins.
-    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
-
-
-@functools.lru_cache(maxsize=64)
-def _special_regex_bytes(tokens: frozenset[str]) -> re.Pattern:
-    # The same over UTF-8 bytes, for the scanner path, which works on bytes.
-    ordered = sorted(tokens, key=lambda t: (-len(t.encode("utf-8")), t))
-    return re.compile(b"|".join(re.escape(t.encode("utf-8")) for t in ordered))
-
-
-def _check_disallowed(text: str, disallowed: frozenset[str]) -> None:
-    # `in` is a fast substring search; the regex runs only to report the first offender.
-    if any(t in text for t in disallowed):
-        _raise_disallowed(_special_regex(disallowed).search(text).group())
-
-
-def _raise_disallowed(token: str) -> None:
-    raise ValueError(
-        f"Encountered text corresponding to disallowed special token {token!r}.\n"
-        f"If you want this text to be encoded as a special token, pass it to `allowed_special`, "
-        f"e.g. `allowed_special={{{token!r}, ...}}`.\n"
-        f"If you want this text to be encoded as normal text, disable the check for this token by "
-        f"passing `disallowed_special=(enc.special_tokens_set - {{{token!r}}})`.\n"
-        f"To disable this check for all special tokens, pass `disallowed_special=()`.\n"
-    )
-
-
-def fix_surrogates(text: str) -> str:
-    # As tiktoken: a surrogate pair written as two code points becomes the character it encodes;
-    # a lone surrogate, which has no UTF-8 form, becomes U+FFFD.
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _check_text(text: object) -> str:
@@ -382,7 +344,7 @@ class Encoding:
             one[0] = 0, len(buf), -1
             return one
         rows, start = [], 0
-        for m in _special_regex_bytes(present).finditer(buf):
+        for m in pretokenize.special_token_regex_bytes(present).finditer(buf):
             rows += [(start, m.start(), -1), (m.start(), m.end(), self._special_tokens[m.group().decode()])]
             start = m.end()
         rows.append((start, len(buf), -1))
@@ -399,43 +361,15 @@ class Encoding:
         )
         return out[:count]
 
-    def _regex_rows(self, buf: bytes, segments: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """Custom patterns: cut each ordinary segment with the `regex` module into one row per piece.
-
-        A pattern may skip characters, so the pieces are joined into a new buffer; special-token
-        rows carry over (their bytes are not needed, only their id).
-        """
-        findall = self._regex.findall
-        parts: list[bytes] = []
-        blocks: list[np.ndarray] = []
-        pos = 0
-        for start, end, special in segments.tolist():
-            if special >= 0:
-                blocks.append(np.array([[pos, pos, special]], np.int64))
-                continue
-            encoded = [p.encode("utf-8") for p in findall(buf[start:end].decode("utf-8"))]
-            lens = np.fromiter(map(len, encoded), np.int64, len(encoded))
-            rows = np.full((len(encoded), 3), -1, np.int64)
-            np.cumsum(lens, out=rows[:, 1])
-            rows[:, 1] += pos
-            rows[:, 0] = rows[:, 1] - lens
-            parts += encoded
-            blocks.append(rows)
-            pos += int(lens.sum())
-        return b"".join(parts), np.concatenate(blocks)
-
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         text = _check_text(text)
         if disallowed:
-            _check_disallowed(text, disallowed)
-        try:
-            buf = text.encode("utf-8")
-        except UnicodeEncodeError:
-            buf = fix_surrogates(text).encode("utf-8")
+            check_disallowed(text, disallowed)
+        buf = to_utf8(text)
         segments = self._segments(buf, allowed)
         if self._scanned:  # GPT-2's pattern: the numba scanner cuts the ordinary segments itself
             return self._run_kernel(buf, segments, True)
-        return self._run_kernel(*self._regex_rows(buf, segments), False)
+        return self._run_kernel(*pretokenize.regex_rows(buf, segments, self._pat_str), False)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text`, treating special tokens as ordinary text.
@@ -605,59 +539,12 @@ class Encoding:
         parallel (`encode_batch_to_numpy`).
 
         >>> list(enc.chunk_text(["hello world, it is me. ", "How are you doing today, my friend?"], chunk_chars=16))
-        ['hello world, it is me. How are you', ' doing today, my friend?']
+        ['hello world', ', it is me. How are you doing today', ', my friend?']
         """
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
-        # A special token split across two chunks must be seen whole: hold back that many characters.
-        hold = max(map(len, self._special_tokens), default=1) - 1
-        buffered: list[str] = []
-        size = 0
-        for chunk in texts:
-            buffered.append(_check_text(chunk))
-            size += len(chunk)
-            if size < chunk_chars:
-                continue
-            text = "".join(buffered)
-            if disallowed:
-                _check_disallowed(text, disallowed)
-            cut = self._safe_cut(text, allowed, len(text) - hold)
-            if cut:
-                yield text[:cut]
-            buffered, size = [text[cut:]], len(text) - cut
-        text = "".join(buffered)
-        if disallowed:
-            _check_disallowed(text, disallowed)
-        if text:
-            yield text
-
-    def _safe_cut(self, text: str, allowed: frozenset, limit: int) -> int:
-        r"""A place to cut `text` so that encoding the halves apart equals encoding it whole,
-        whatever text follows. Only characters before `limit` may decide it.
-
-        Two conditions, for a cut at the end of piece k:
-
-        - piece k + 1 also ends before `limit`: then the regex matched piece k looking only at
-          text we have (a match looks at most one character past its end, or two for "'re");
-        - piece k ends in a non-space character. Runs of letters, digits or symbols end the same
-          way at the end of a text as before the next piece. White space does not: ``\s+(?!\S)``
-          splits "\n\nHe" as "\n", "\n", "He" because a letter follows, while a text ending in
-          "\n\n" keeps the two together.
-        """
-        start = 0
-        if allowed:  # never cut inside a special token: start after the last one that starts in time
-            for m in _special_regex(allowed).finditer(text):
-                if m.start() >= limit:
-                    break
-                start = m.end()
-        cut, prev_end = start, -1
-        for m in self._regex.finditer(text, start):
-            if m.end() >= limit:
-                break
-            if prev_end > 0:
-                cut = prev_end
-            end = m.end()
-            prev_end = end if end > m.start() and not text[end - 1].isspace() else -1
-        return cut
+        # a held-back tail must cover every special token, allowed or not, so none is seen in halves
+        return pretokenize.chunk_text(texts, pattern=self._pat_str, allowed_special=allowed,
+                                      disallowed_special=disallowed or frozenset(), chunk_chars=chunk_chars)
 
     # ----------------------------------------------------------------------------------------
     # decoding

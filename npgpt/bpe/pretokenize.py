@@ -17,10 +17,26 @@ Example
 from __future__ import annotations
 
 import functools
+import itertools
+import re
+from collections.abc import Iterable, Iterator
 
+import numpy as np
 import regex
 
-__all__ = ["GPT2_PATTERN", "compile_pattern", "split"]
+__all__ = [
+    "GPT2_PATTERN",
+    "check_disallowed",
+    "chunk_text",
+    "compile_pattern",
+    "fix_surrogates",
+    "regex_rows",
+    "safe_cut",
+    "special_token_regex",
+    "special_token_regex_bytes",
+    "split",
+    "to_utf8",
+]
 
 #: GPT-2's pre-tokenization pattern, exactly as in OpenAI's ``encoder.py`` and tiktoken's ``gpt2``.
 #: The white space rules matter: ``\s+(?!\S)`` leaves the last space of a run to start the next
@@ -51,3 +67,215 @@ def split(text: str, pattern: str = GPT2_PATTERN) -> list[str]:
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     return compile_pattern(pattern).findall(text)
+
+
+# --------------------------------------------------------------------------------------------
+# special tokens: cut out before pre-tokenization
+
+
+@functools.lru_cache(maxsize=64)
+def special_token_regex(tokens: frozenset[str]) -> re.Pattern[str]:
+    """A regex that finds any of `tokens`; where two start at the same place, the longer wins.
+
+    (Alternation takes the first alternative that matches, so the longest is listed first.)
+    """
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
+
+
+@functools.lru_cache(maxsize=64)
+def special_token_regex_bytes(tokens: frozenset[str]) -> re.Pattern[bytes]:
+    """`special_token_regex` over UTF-8 bytes, for the scanner path, which works on bytes."""
+    ordered = sorted(tokens, key=lambda t: (-len(t.encode("utf-8")), t))
+    return re.compile(b"|".join(re.escape(t.encode("utf-8")) for t in ordered))
+
+
+def check_disallowed(text: str, disallowed: frozenset[str]) -> None:
+    """Raise ValueError, as tiktoken does, when `text` contains one of the `disallowed` special tokens."""
+    # `in` is a fast substring search; the regex runs only to report the first offender.
+    if not any(t in text for t in disallowed):
+        return
+    found = special_token_regex(disallowed).search(text)
+    token = found.group() if found else next(t for t in disallowed if t in text)
+    raise ValueError(
+        f"Encountered text corresponding to disallowed special token {token!r}.\n"
+        f"If you want this text to be encoded as a special token, pass it to `allowed_special`, "
+        f"e.g. `allowed_special={{{token!r}, ...}}`.\n"
+        f"If you want this text to be encoded as normal text, disable the check for this token by "
+        f"passing `disallowed_special=(enc.special_tokens_set - {{{token!r}}})`.\n"
+        f"To disable this check for all special tokens, pass `disallowed_special=()`.\n"
+    )
+
+
+def fix_surrogates(text: str) -> str:
+    """As tiktoken: a surrogate pair written as two code points becomes the character it encodes; a
+    lone surrogate, which has no UTF-8 form, becomes U+FFFD.
+
+    >>> fix_surrogates("\\ud83d\\ude00 \\ud800")
+    '😀 �'
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def to_utf8(text: str) -> bytes:
+    """The UTF-8 bytes that encoding works on (`fix_surrogates` first when `text` has surrogates)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return fix_surrogates(text).encode("utf-8")
+
+
+def regex_rows(buf: bytes, segments: np.ndarray, pattern: str) -> tuple[bytes, np.ndarray]:
+    """Custom patterns: cut each ordinary segment of `buf` with the `regex` module, one row per piece.
+
+    `segments` holds rows ``(start, end, special_id)`` (special_id -1 for ordinary text). A pattern may
+    skip characters, so the pieces are joined into a new buffer; special-token rows carry over
+    (their bytes are not needed, only their id). The encode kernel reads the result.
+    """
+    findall = compile_pattern(pattern).findall
+    parts: list[bytes] = []
+    blocks: list[np.ndarray] = []
+    pos = 0
+    for start, end, special in segments.tolist():
+        if special >= 0:
+            blocks.append(np.array([[pos, pos, special]], np.int64))
+            continue
+        encoded = [p.encode("utf-8") for p in findall(buf[start:end].decode("utf-8"))]
+        lens = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        rows = np.full((len(encoded), 3), -1, np.int64)
+        np.cumsum(lens, out=rows[:, 1])
+        rows[:, 1] += pos
+        rows[:, 0] = rows[:, 1] - lens
+        parts += encoded
+        blocks.append(rows)
+        pos += int(lens.sum())
+    return b"".join(parts), np.concatenate(blocks) if blocks else np.zeros((0, 3), np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# streaming: where a text may be cut so that its halves encode apart
+
+_LOOK_BACK = 4096  # characters `safe_cut` tries by the local rule before it scans the whole chunk
+
+
+def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special: frozenset[str] = frozenset()) -> int:
+    r"""A place to cut `text`, at or before `limit`, such that pre-tokenizing (and so encoding) the
+    two halves apart gives exactly the pieces of the whole -- whatever text follows. Returns 0 when
+    there is none. `text` must start where a piece starts (the start of a text, or an earlier cut).
+
+    For GPT-2's pattern a cut between characters X and Y is safe, whatever came before X, when both
+    are non-space (``\s`` as `regex` reads it) and not surrogates, and either
+
+    - Y is U+0020 followed by a non-space: no piece runs through a space that a non-space follows
+      (letter, number and symbol runs stop at it; white space runs never hold X), and at Y
+      ``' ?\p{L}+' | ' ?\p{N}+' | ' ?[^\s\p{L}\p{N}]+'`` always starts a piece; or
+    - X and Y are of different classes (letter, number, other) and X is not an apostrophe: a run
+      of one class ends at X and the next piece starts at Y (only a contraction ``'s`` could join
+      an apostrophe to the letter after it).
+
+    Nothing after the cut is looked at to end the piece before it (the ``(?!\S)`` look-ahead only
+    follows white space, and contractions are at most three characters long, all before the cut).
+    The rule is tried from `limit` backwards; English text has such a place within a few characters.
+    When `_LOOK_BACK` characters give none (a long run of one script without spaces or punctuation),
+    or for any other pattern, the pieces are found from the start (numba scanner or `regex`) and the
+    cut goes after the last piece ending in a non-space whose successor also ends before `limit`.
+    A cut never falls inside an allowed special token.
+
+    >>> t = "hello world, it is me"
+    >>> safe_cut(t, 15), t[:safe_cut(t, 15)]
+    (15, 'hello world, it')
+    """
+    from npgpt.bpe.unicode_tables import SPACE, char_classes
+
+    start = 0
+    if allowed_special:  # never cut inside a special token: only after the last one that starts in time
+        for m in special_token_regex(allowed_special).finditer(text):
+            if m.start() >= limit:
+                break
+            start = m.end()
+    limit = min(limit, len(text) - 1)  # Y, and the character after a space, must be known
+    if pattern == GPT2_PATTERN:
+        classes = char_classes()
+
+        def cls(c: str) -> int:
+            o = ord(c)
+            return -1 if 0xD800 <= o < 0xE000 else int(classes[o])  # surrogates: never cut beside one
+
+        for i in range(limit, max(start, limit - _LOOK_BACK), -1):
+            cx, cy = cls(text[i - 1]), cls(text[i])
+            if cx in (SPACE, -1) or cy == -1:
+                continue
+            if text[i] == " ":
+                if i + 1 < len(text) and cls(text[i + 1]) not in (SPACE, -1):
+                    return i
+            elif cy != SPACE and cx != cy and text[i - 1] != "'":
+                return i
+    return _cut_after_pieces(text, start, limit, pattern)
+
+
+def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
+    """The general rule: cut after piece k when piece k + 1 also ends before `limit` (so the regex
+    chose piece k with all the look-ahead it could need) and piece k ends in a non-space (white
+    space runs end differently at the end of a text: ``\\s+(?!\\S)``)."""
+    if pattern == GPT2_PATTERN:
+        from npgpt.bpe import pretokenize_kernels
+        from npgpt.bpe.unicode_tables import char_classes
+
+        raw = text[start:].encode("utf-8", "surrogatepass")
+        buf = np.frombuffer(raw, np.uint8)
+        bounds = np.empty(len(buf) + 1, np.int64)
+        n = pretokenize_kernels.scan(buf, 0, len(buf), char_classes(), bounds)
+        ends = bounds[1 : n + 1]
+        # character offsets of the byte offsets: count the bytes that start a character
+        starts_char = (buf & 0xC0) != 0x80
+        char_pos = np.concatenate(([0], np.cumsum(starts_char)))[ends] + start
+        pieces = zip(char_pos[:-1].tolist(), char_pos[1:].tolist(), strict=True)
+    else:
+        found = [m.end() for m in compile_pattern(pattern).finditer(text, start)]
+        pieces = itertools.pairwise(found)
+    cut = 0
+    for end, next_end in pieces:
+        if next_end > limit:
+            break
+        if end > start and not text[end - 1].isspace():
+            cut = end
+    return cut
+
+
+def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_special: frozenset[str] = frozenset(),
+               disallowed_special: frozenset[str] = frozenset(), chunk_chars: int = 1 << 16) -> Iterator[str]:
+    """Re-cut a stream of text into chunks of about `chunk_chars` characters that encode apart.
+
+    Encoding the chunks one by one and concatenating the ids gives exactly the ids of the whole
+    text (`safe_cut`). A special token split across two pieces of the stream is seen whole: the
+    last ``len(longest special) - 1`` characters are held back until more text comes. Text that
+    contains a `disallowed_special` token raises ValueError, as `npgpt.Encoding.encode` does.
+    This is what lets ``encode_iterable``, ``npgpt tokenize`` and ``train_bpe`` stream files of any
+    size and encode their chunks in parallel.
+
+    >>> list(chunk_text(["hello world, it is me. ", "How are you doing today, my friend?"], chunk_chars=16))
+    ['hello world, it is me', '. How are you doing today, my friend', '?']
+    """
+    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
+        raise ValueError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
+    hold = max(map(len, allowed_special | disallowed_special), default=1) - 1
+    buffered: list[str] = []
+    size = 0
+    for piece in texts:
+        if not isinstance(piece, str):
+            raise TypeError(f"expected str pieces of text, got {type(piece).__name__}")
+        buffered.append(piece)
+        size += len(piece)
+        if size < chunk_chars:
+            continue
+        text = "".join(buffered)
+        if disallowed_special:
+            check_disallowed(text, disallowed_special)
+        cut = safe_cut(text, len(text) - hold, pattern, allowed_special)
+        if cut:
+            yield text[:cut]
+        buffered, size = [text[cut:]], len(text) - cut
+    text = "".join(buffered)
+    if disallowed_special:
+        check_disallowed(text, disallowed_special)
+    if text:
+        yield text

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from npgpt.bpe.encoding import Encoding, fix_surrogates
-from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.bpe.encoding import Encoding
+from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern, fix_surrogates
 
 __all__ = ["count_pretokens", "train_bpe"]
 

@@ -1,0 +1,79 @@
+"""Pre-tokenization helpers (npgpt.bpe.pretokenize): safe cut points and chunking, held to `regex.findall`."""
+
+import re
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from npgpt.bpe import pretokenize
+from npgpt.bpe.pretokenize import GPT2_PATTERN, chunk_text, safe_cut
+from npgpt.reference import split
+
+# Characters that sit on the rule's edges: spaces of every kind, U+001C (a space to Python, not to
+# `regex`), apostrophes before contraction letters, digits, letters of two scripts, symbols.
+edge_chars = st.sampled_from([" ", "  ", "\n", "\t", "\u00a0", "\u3000", "\x1c", "'", "s", "re", "ll", "a", "Z",
+                              "é", "7", "٣", "漢", "字", "!", ".", ",", "😀", "<|endoftext|>", "<|fim|>"])
+edgy_text = st.lists(edge_chars, max_size=60).map("".join)
+any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=120)
+texts = st.one_of(edgy_text, any_text)
+
+
+@given(texts, texts, st.integers(0, 200))
+@example("a b", "", 2)
+@example("x's", "", 2)
+@example("字字字字", "字", 3)
+@example("a \n\nHe", "", 5)
+def test_safe_cut_is_safe_whatever_follows(text, following, limit):
+    cut = safe_cut(text, limit)
+    assert 0 <= cut <= max(0, min(limit, len(text)))
+    if cut:
+        assert split(text[:cut]) + split(text[cut:] + following) == split(text + following)
+
+
+@given(texts, texts, st.integers(0, 200))
+def test_safe_cut_with_a_custom_pattern(text, following, limit):
+    pattern = r"\S+|\s+"
+    cut = safe_cut(text, limit, pattern)
+    if cut:
+        assert split(text[:cut], pattern) + split(text[cut:] + following, pattern) == split(text + following, pattern)
+
+
+def test_long_run_without_a_local_cut_falls_back_to_the_scanner():
+    text = "字" * 20_000 + "，" + "字" * 20_000  # one place where classes change, far back
+    cut = safe_cut(text, len(text) - 1)
+    assert cut == 20_000  # before the comma: the local rule finds nothing in the last 4096 characters
+    assert split(text[:cut]) + split(text[cut:]) == split(text)
+
+
+def test_no_cut_inside_an_allowed_special_token():
+    text = "hello <|endoftext|>"
+    cut = safe_cut(text, 10, allowed_special=frozenset({"<|endoftext|>"}))
+    assert cut <= 6
+
+
+@given(st.lists(texts, max_size=8), st.integers(1, 50))
+def test_chunks_rejoin_and_split_like_the_whole(parts, chunk_chars):
+    specials = frozenset({"<|endoftext|>", "<|fim|>"})
+    chunks = list(chunk_text(parts, allowed_special=specials, chunk_chars=chunk_chars))
+    whole = "".join(parts)
+    assert "".join(chunks) == whole
+    cut = pretokenize.special_token_regex(specials)
+    assert [p for c in chunks for s in cut.split(c) for p in split(s)] == [p for s in cut.split(whole)
+                                                                           for p in split(s)]
+
+
+def test_chunk_text_refuses_a_disallowed_special_token_and_bad_arguments():
+    with pytest.raises(ValueError, match=re.escape("disallowed special token '<|endoftext|>'")):
+        list(chunk_text(["abc <|endof", "text|> def"], disallowed_special=frozenset({"<|endoftext|>"}),
+                        chunk_chars=1))
+    with pytest.raises(ValueError, match="chunk_chars"):
+        list(chunk_text(["abc"], chunk_chars=0))
+    with pytest.raises(TypeError, match="bytes"):
+        list(chunk_text([b"abc"]))
+
+
+def test_fix_surrogates_and_utf8():
+    assert pretokenize.fix_surrogates("\ud83d\ude00") == "😀"
+    assert pretokenize.to_utf8("a\ud800") == "a\ufffd".encode()
+    assert GPT2_PATTERN.startswith("'s|'t")
