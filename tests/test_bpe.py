@@ -2,6 +2,7 @@
 
 import itertools
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -281,3 +282,82 @@ def test_custom_pattern():
 def test_corpus_roundtrip(enc, name):
     text = corpus_file(name).read_text(encoding="utf-8")
     assert enc.decode(enc.encode(text)) == text
+
+
+# ------------------------------------------------------------------------------------------
+# tiktoken's surface, and constructor arguments that must be refused
+
+BYTES = {i: bytes([i]) for i in range(256)}
+
+
+def test_encode_single_token_takes_a_special_tokens_bytes(enc):
+    assert enc.encode_single_token(b"<|endoftext|>") == 50256 == enc.encode_single_token("<|endoftext|>")
+    with pytest.raises(KeyError, match="not a single token"):
+        enc.encode_single_token(b"<|endoftext|> ")
+
+
+def test_disallowed_special_none_means_nothing_disallowed(enc):
+    assert enc.encode("<|endoftext|>", disallowed_special=None) == enc.encode("<|endoftext|>", disallowed_special=())
+    with pytest.raises(TypeError, match="allowed_special must hold str special tokens, got 50256"):
+        enc.encode("hi", allowed_special={50256})
+
+
+def test_is_special_token_single_piece_and_bytes_batch(enc):
+    assert enc.is_special_token(50256) and not enc.is_special_token(262) and not enc.is_special_token(10**9)
+    assert enc.encode_single_piece("hello world") == [31373, 995]  # golden, from tiktoken
+    assert enc.encode_single_piece("Hello,world") == [15496, 11, 6894]  # no pre-tokenization: ",w" may merge
+    assert enc.encode_single_piece(b"\xe6\xbc") == [162, 120]
+    assert enc.decode_bytes_batch([[31373, 995], [], [50256]]) == [b"hello world", b"", b"<|endoftext|>"]
+
+
+def test_out_of_range_ids_raise_keyerror_as_tiktoken(enc):
+    with pytest.raises(KeyError):
+        enc.decode([50257])
+    with pytest.raises(KeyError):
+        enc.decode_single_token_bytes(-1)
+
+
+# Golden values from tiktoken 0.14's encode_with_unstable on GPT-2 (number of completions, one of them).
+UNSTABLE = [("hello wor", [31373], 69, [266, 419]), ("hello world, fan", [31373, 995, 11], 123, [277, 392]),
+            ("hello world ", [31373, 995], 33135, [220]), ("abc<|endoftext|>de", [39305, 50256], 438, [67, 298]),
+            ("漢字", [], 1, [162, 120, 95, 27764, 245]), ("abc<|endoftext|>", [39305, 50256], 0, None)]
+
+
+@pytest.mark.parametrize(("text", "stable", "n", "one"), UNSTABLE)
+def test_encode_with_unstable_matches_tiktoken(enc, text, stable, n, one):
+    got_stable, completions = enc.encode_with_unstable(text, allowed_special="all")
+    assert got_stable == stable and len(completions) == n
+    assert one is None or one in completions
+    assert len(set(map(tuple, completions))) == n
+
+
+def test_encode_with_unstable_equals_installed_tiktoken(enc):
+    tiktoken = pytest.importorskip("tiktoken")
+    theirs = tiktoken.Encoding("gpt2", pat_str=enc.pattern, mergeable_ranks=enc._mergeable_ranks,
+                               special_tokens=enc.special_tokens)
+    for text in ["the  ", "x!!", " !", "a\n\n", "naïve", "é", "I said 'hel", "12", "ab\t"]:
+        stable, comp = theirs.encode_with_unstable(text)
+        got_stable, got = enc.encode_with_unstable(text)
+        assert got_stable == stable and set(map(tuple, got)) == set(map(tuple, comp)), text
+
+
+def test_special_token_ids_must_be_their_own():
+    merges = [(b"a", b"b")]
+    vocab = BYTES | {256: b"ab"}
+    with pytest.raises(ValueError, match=re.escape("special token '<|endoftext|>' has id -1: ids must be")):
+        Encoding(vocab, merges, {"<|endoftext|>": -1})
+    with pytest.raises(ValueError, match="which vocab uses for b'ab'"):
+        Encoding(vocab, merges, {"<|endoftext|>": 256})
+    with pytest.raises(ValueError, match="which another special token has"):
+        Encoding(vocab, merges, {"<|a|>": 300, "<|b|>": 300})
+    with pytest.raises(ValueError, match="special token 'a' is also an ordinary token"):
+        Encoding(vocab, merges, ["a"])
+    with pytest.raises(ValueError, match="special token 'ab' is also an ordinary token"):
+        Encoding(vocab, merges, ["ab"])
+    with pytest.raises(TypeError, match="not the str"):
+        Encoding(vocab, merges, "<|endoftext|>")
+
+
+def test_a_token_no_merge_makes_is_refused():
+    with pytest.raises(ValueError, match=r"token 257 \(b'xyz'\) is made by no merge"):
+        Encoding(BYTES | {256: b"ab", 257: b"xyz"}, [(b"a", b"b")])

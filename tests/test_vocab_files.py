@@ -175,3 +175,65 @@ def test_peers_load_our_files(enc, tmp_path):
         checked += 1
     if not checked:
         pytest.skip("neither tokenizers nor tiktoken is installed (pip install -e .[bench])")
+
+
+# ------------------------------------------------------------------------------------------
+# hostile files: never a silent wrong vocabulary, always the file and line
+
+
+def test_duplicate_json_key_is_refused_not_dropped(tmp_path):
+    v = write(tmp_path / "vocab.json", '{"a": 97,\n "b": 98,\n "a": 99}')
+    m = write(tmp_path / "merges.txt", "#version: 0.2\n")
+    with pytest.raises(VocabFileError, match=r"vocab.json:1: token 'a' is listed twice"):
+        vocab_files.read_gpt2_files(v, m)
+
+
+@pytest.mark.parametrize("keep", [24_999, 0])
+def test_merges_cut_short_next_to_gpt2s_vocab_are_refused(openai_files, tmp_path, keep):
+    vocab_json, merges_txt = (tmp_path / "vocab.json", tmp_path / "merges.txt")
+    shutil.copy(openai_files[0], vocab_json)
+    lines = openai_files[1].read_text("utf-8").split("\n")
+    write(merges_txt, "\n".join(lines[: 1 + keep]) + "\n")
+    with pytest.raises(VocabFileError, match=r"vocab.json \+ .*merges.txt: token \d+ \(b'.*'\) is made by no merge"):
+        Encoding.from_files(vocab_json, merges_txt)
+
+
+@pytest.mark.parametrize("name", ["vocab.json", "merges.txt"])
+def test_non_utf8_files_name_the_file_line_and_byte(enc, tmp_path, name):
+    paths = dict(zip(("vocab.json", "merges.txt"), enc.save(tmp_path), strict=True))
+    data = paths[name].read_bytes()
+    at = data.index(b"\n", 20) + 1 if name == "merges.txt" else 1
+    paths[name].write_bytes(data[:at] + b"\xff\xfe" + data[at:])
+    line = 1 + data.count(b"\n", 0, at)
+    with pytest.raises(UnicodeDecodeError, match=rf"{name} is not UTF-8 \(line {line}, byte offset {at}\)"):
+        Encoding.from_files(paths["vocab.json"], paths["merges.txt"])
+
+
+def test_tiktoken_token_that_no_merge_makes_names_its_line(tmp_path):
+    import base64
+
+    lines = [base64.b64encode(bytes([i])).decode() + f" {i}" for i in range(256)]
+    lines.append(base64.b64encode("é!".encode()).decode() + " 256")  # b'\xc3\xa9!' is no merge of two tokens
+    t = write(tmp_path / "x.tiktoken", "\n".join(lines) + "\n")
+    with pytest.raises(VocabFileError, match=r"x.tiktoken:257: token .* \(rank 256\) is not the merge"):
+        Encoding.from_files(t)
+
+
+def test_non_ascii_token_errors_have_a_line_number(tmp_path):
+    v = write(tmp_path / "vocab.json", '{"a": 0,\n"é é": 1}')
+    with pytest.raises(VocabFileError, match=r"vocab.json:2: token 'é é'"):
+        vocab_files.read_gpt2_files(v, write(tmp_path / "merges.txt", ""))
+
+
+def test_saving_is_atomic_and_keeps_the_old_files_on_failure(enc, tmp_path, monkeypatch):
+    v, _ = enc.save(tmp_path)
+    before = v.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vocab_files.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        npgpt.Encoding({i: bytes([i]) for i in range(256)}, []).save(tmp_path)
+    assert v.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.txt", "vocab.json"]  # no temporary left

@@ -29,8 +29,8 @@ Example
 
 from __future__ import annotations
 
+import bisect
 import functools
-import itertools
 import os
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -116,35 +116,13 @@ class Encoding:
         pattern: str = GPT2_PATTERN,
         name: str = "custom",
     ):
-        if not isinstance(vocab, Mapping):
-            raise TypeError(f"vocab must be a dict of int -> bytes, got {type(vocab).__name__}")
-        by_bytes: dict[bytes, int] = {}
-        for i, b in vocab.items():
-            if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0:
-                raise ValueError(f"vocab ids must be non-negative integers, got {i!r}")
-            if not isinstance(b, (bytes, bytearray)) or not b:
-                raise ValueError(f"vocab[{i}] must be non-empty bytes, got {b!r}")
-            if bytes(b) in by_bytes:
-                raise ValueError(f"vocab ids {by_bytes[bytes(b)]} and {i} have the same bytes {bytes(b)!r}")
-            by_bytes[bytes(b)] = int(i)
+        checked = vocab_files.check_vocabulary(vocab, merges, special_tokens)
         self.name = name
         self._pat_str = pattern
         self._regex = compile_pattern(pattern)
-        # GPT-2's pattern runs on the numba scanner (npgpt.bpe.pretokenize_kernels); any other on the `regex` module.
+        # GPT-2's pattern runs on the numba scanner (npgpt.bpe.pretokenize_kernels); any other on `regex`.
         self._scanned = pattern == GPT2_PATTERN
-        self._special_tokens = self._assign_special_ids(special_tokens, by_bytes, vocab)
-        special_ids = set(self._special_tokens.values())
-        # Mergeable tokens: everything that is not a special token.
-        self._encoder = {b: i for b, i in by_bytes.items() if i not in special_ids}
-        missing = [x for x in range(256) if bytes([x]) not in self._encoder]
-        if missing:
-            raise ValueError(
-                f"vocab lacks {len(missing)} of the 256 single-byte tokens (first: {bytes([missing[0]])!r}); "
-                "byte-level BPE needs all of them"
-            )
-        self._merges = self._check_merges(merges)
-        self._decoder: dict[int, bytes] = {i: b for b, i in self._encoder.items()}
-        self._decoder.update({i: s.encode("utf-8") for s, i in self._special_tokens.items()})
+        self._encoder, self._merges, self._special_tokens, self._decoder = checked
         self.max_token_value = max(self._decoder)
         if self.max_token_value >= 2 * len(self._decoder) + 2**20:  # decoding indexes a dense list of ids
             raise ValueError(
@@ -154,63 +132,12 @@ class Encoding:
         self._decode_list: list[bytes | None] = [None] * (self.max_token_value + 1)
         for i, b in self._decoder.items():
             self._decode_list[i] = b
+        self._special_ids = frozenset(self._special_tokens.values())
+        self._special_by_bytes = {s.encode("utf-8"): i for s, i in self._special_tokens.items()}
+        self._sorted_tokens: list[bytes] | None = None  # for encode_with_unstable
         self._tables_lock = threading.Lock()
         self._tables = None
         self._local = threading.local()
-
-    # ----------------------------------------------------------------------------------------
-    # construction helpers
-
-    @staticmethod
-    def _assign_special_ids(special_tokens, by_bytes, vocab) -> dict[str, int]:
-        if isinstance(special_tokens, str):
-            raise TypeError(f"special_tokens must be a list of str, not the str {special_tokens!r}")
-        explicit = isinstance(special_tokens, Mapping)
-        next_id = max(vocab, default=-1) + 1
-        out: dict[str, int] = {}
-        for s in special_tokens:
-            if not isinstance(s, str) or not s:
-                raise ValueError(f"special tokens must be non-empty str, got {s!r}")
-            known = by_bytes.get(s.encode("utf-8"))
-            if explicit:
-                i = special_tokens[s]
-                if known is not None and known != i:
-                    raise ValueError(f"special token {s!r} is given id {i}, but vocab has its bytes as id {known}")
-                if i in vocab and known is None:
-                    raise ValueError(f"special token {s!r} is given id {i}, which vocab uses for {vocab[i]!r}")
-            elif known is not None:
-                i = known
-            else:
-                i = next_id
-                next_id += 1
-            if i in out.values():
-                raise ValueError(f"special token {s!r} has id {i}, which another special token has")
-            out[s] = int(i)
-        return out
-
-    def _check_merges(self, merges) -> list[tuple[bytes, bytes]]:
-        made = {b for b in self._encoder if len(b) == 1}
-        out = []
-        seen: set[tuple[bytes, bytes]] = set()
-        for rank, pair in enumerate(merges):
-            if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
-                raise TypeError(f"merge {rank} must be a pair of bytes, got {pair!r}")
-            a, b = pair
-            for part in (a, b):
-                if part not in made:
-                    raise ValueError(
-                        f"merge {rank} ({a!r}, {b!r}): {part!r} is neither a byte nor made by an earlier merge"
-                    )
-            if a + b not in self._encoder:
-                raise ValueError(f"merge {rank} ({a!r}, {b!r}) makes {a + b!r}, which is not in the vocabulary")
-            if (a, b) in seen:
-                raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats an earlier merge")
-            seen.add((a, b))
-            made.add(a + b)
-            out.append((a, b))
-        if len(out) >= 2**30:
-            raise ValueError(f"{len(out)} merges: at most 2**30 are supported")
-        return out
 
     @classmethod
     def from_files(
@@ -233,18 +160,9 @@ class Encoding:
         >>> Encoding.from_files(*paths).encode("hi")  # doctest: +SKIP
         [5303]
         """
-        vocab_path = Path(vocab_path)
-        if merges_path is None:
-            if vocab_path.suffix != ".tiktoken":
-                raise ValueError(f"{vocab_path}: a merges file is needed unless the vocabulary is a .tiktoken file")
-            ranks = vocab_files.read_tiktoken_file(vocab_path)
-            vocab = {r: t for t, r in ranks.items()}
-            merges = vocab_files.merges_from_ranks(ranks)
-        else:
-            specials = special_tokens if not isinstance(special_tokens, str) else (special_tokens,)
-            vocab, merges = vocab_files.read_gpt2_files(vocab_path, merges_path, special_tokens=specials)
+        vocab, merges = vocab_files.read_files(vocab_path, merges_path, special_tokens)
         try:
-            return cls(vocab, merges, special_tokens, pattern=pattern, name=name or vocab_path.stem)
+            return cls(vocab, merges, special_tokens, pattern=pattern, name=name or Path(vocab_path).stem)
         except ValueError as e:
             where = vocab_path if merges_path is None else f"{vocab_path} + {merges_path}"
             raise vocab_files.VocabFileError(f"{where}: {e}") from None
@@ -321,6 +239,8 @@ class Encoding:
     # encoding
 
     def _special_sets(self, allowed_special, disallowed_special) -> tuple[frozenset, frozenset]:
+        if disallowed_special is None:  # tiktoken reads None as "nothing disallowed"
+            disallowed_special = ()
         for arg, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
             if isinstance(value, str) and value != "all":
                 raise TypeError(
@@ -328,6 +248,9 @@ class Encoding:
                 )
             if not isinstance(value, (str, Collection)):
                 raise TypeError(f"{arg} must be 'all' or a set of str, got {type(value).__name__}")
+            if not isinstance(value, str) and not all(isinstance(t, str) for t in value):
+                bad = next(t for t in value if not isinstance(t, str))
+                raise TypeError(f"{arg} must hold str special tokens, got {bad!r}")
         allowed = frozenset(self._special_tokens if allowed_special == "all" else allowed_special)
         if disallowed_special == "all":
             disallowed = frozenset(self._special_tokens) - allowed
@@ -444,10 +367,111 @@ class Encoding:
             key = bytes(text_or_bytes)
         else:
             raise TypeError(f"expected str or bytes, got {type(text_or_bytes).__name__}")
-        try:
-            return self._encoder[key]
-        except KeyError:
-            raise KeyError(f"{text_or_bytes!r} is not a single token of {self!r}") from None
+        found = self._encoder.get(key)
+        if found is None:
+            found = self._special_by_bytes.get(key)
+        if found is None:
+            raise KeyError(f"{text_or_bytes!r} is not a single token of {self!r}")
+        return found
+
+    def encode_single_piece(self, text_or_bytes: str | bytes) -> list[int]:
+        """BPE of `text_or_bytes` as one piece: no pre-tokenization, no special tokens (as tiktoken).
+
+        >>> enc.encode_single_piece("hello world"), enc.encode_single_piece("hello world, it is me")
+        ([31373, 995], [31373, 995, 11, 340, 318, 502])
+        """
+        if isinstance(text_or_bytes, str):
+            buf = to_utf8(text_or_bytes)
+        elif isinstance(text_or_bytes, (bytes, bytearray)):
+            buf = bytes(text_or_bytes)
+        else:
+            raise TypeError(f"expected str or bytes, got {type(text_or_bytes).__name__}")
+        if not buf:
+            return []
+        return self._run_kernel(buf, np.array([[0, len(buf), -1]], np.int64), False).tolist()
+
+    def encode_with_unstable(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | Collection[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> tuple[list[int], list[list[int]]]:
+        """Stable tokens, and the token sequences the text's unstable end could become (as tiktoken).
+
+        The last piece of `text` (and white space before it) may encode differently once more text
+        follows, so it is left out of the stable tokens. The completions are every token that starts
+        with those bytes, and the start of the encoding of those bytes followed by any token that
+        could complete them -- tiktoken's own brute-force rule, for prompts that end mid-word. In
+        no particular order. Like tiktoken's, this API is itself considered unstable.
+
+        >>> stable, completions = enc.encode_with_unstable("hello wor")
+        >>> stable, [266, 419] in completions
+        ([31373], True)
+        """
+        allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
+        tokens = self._encode(text, allowed, disallowed).tolist()
+        segments = self._segments(to_utf8(text), allowed)
+        if not tokens or segments[-1, 2] >= 0:  # empty, or ends with a special token: all stable
+            return tokens, []
+        last = segments[-1]
+        tail = to_utf8(text)[last[0] : last[1]].decode("utf-8")
+        pieces = pretokenize.split(tail, self._pat_str)
+        n_last = len(self.encode_single_piece(pieces[-1])) if pieces else 0
+        is_space = [all(c in b" \n\t" for c in self._decode_list[t] or b"-") for t in tokens]
+        if n_last and is_space[-n_last]:
+            while n_last < len(tokens) and is_space[-n_last - 1]:
+                n_last += 1
+        unstable = b"".join(self._decode_list[t] or b"" for t in tokens[len(tokens) - n_last :])
+        stable = tokens[: len(tokens) - n_last]
+        return stable, [list(c) for c in self._completions(unstable)]
+
+    def _completions(self, unstable: bytes) -> set[tuple[int, ...]]:
+        out: set[tuple[int, ...]] = set()
+        if not unstable:
+            return out
+        sorted_tokens = self._sorted_token_bytes()
+
+        def starting_with(prefix: bytes) -> Iterator[bytes]:
+            k = bisect.bisect_left(sorted_tokens, prefix)
+            while k < len(sorted_tokens) and sorted_tokens[k].startswith(prefix):
+                yield sorted_tokens[k]
+                k += 1
+
+        out.update((self._encoder[t],) for t in starting_with(unstable))
+        for i in range(1, len(unstable)):
+            prefix, suffix = unstable[:i], unstable[i:]
+            for t in starting_with(suffix):
+                possibility = prefix + t
+                try:
+                    ids = self.encode_ordinary(possibility.decode("utf-8"))
+                except UnicodeDecodeError:
+                    ids = self.encode_single_piece(possibility)
+                seq, n = [], 0
+                for token in ids:
+                    seq.append(token)
+                    n += len(self._decode_list[token] or b"")
+                    if n >= len(unstable):
+                        break
+                out.add(tuple(seq))
+        last = unstable.decode("utf-8", "replace")[-1:]
+        width = len(last.encode("utf-8")) if last != "\ufffd" else 1
+        if len(unstable) > 1 and len(unstable) > width and last.isspace():
+            out.add(tuple(self.encode_single_piece(unstable[:-width]) + self.encode_single_piece(unstable[-width:])))
+        return out
+
+    def _sorted_token_bytes(self) -> list[bytes]:
+        if self._sorted_tokens is None:
+            self._sorted_tokens = sorted(self._encoder)
+        return self._sorted_tokens
+
+    def is_special_token(self, token: int) -> bool:
+        """Whether `token` is the id of a special token.
+
+        >>> enc.is_special_token(50256), enc.is_special_token(262)
+        (True, False)
+        """
+        return token in self._special_ids
 
     def encode_batch(
         self,
@@ -637,6 +661,14 @@ class Encoding:
         """`decode` of many token lists; results in input order."""
         return self._map(functools.partial(self.decode, errors=errors), batch, num_threads)
 
+    def decode_bytes_batch(self, batch: Sequence[Sequence[int]], *, num_threads: int = 8) -> list[bytes]:
+        """`decode_bytes` of many token lists; results in input order.
+
+        >>> enc.decode_bytes_batch([[31373], [995]])
+        [b'hello', b' world']
+        """
+        return self._map(self.decode_bytes, batch, num_threads)
+
     # ----------------------------------------------------------------------------------------
     # files and pickling
 
@@ -647,17 +679,7 @@ class Encoding:
         `from_files`). ``"tiktoken"``: ``<name>.tiktoken`` (readable by ``tiktoken.load``); special
         tokens are not part of that format, pass them again when loading.
         """
-        directory = Path(directory)
-        if format == "gpt2":
-            return vocab_files.write_gpt2_files(directory, self._decoder, self._merges, self._special_tokens)
-        if format == "tiktoken":
-            merged = [self._encoder[a + b] for a, b in self._merges]
-            if any(x >= y for x, y in itertools.pairwise(merged)):
-                raise ValueError(
-                    "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order"
-                )
-            return (vocab_files.write_tiktoken_file(directory / f"{self.name}.tiktoken", self._encoder),)
-        raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
+        return vocab_files.write_files(directory, format, self.name, self._encoder, self._merges, self._special_tokens)
 
     def __getstate__(self) -> dict:
         vocab = {i: b for b, i in self._encoder.items()}

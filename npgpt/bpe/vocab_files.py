@@ -27,10 +27,15 @@ import base64
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 __all__ = [
     "GPT2_FILE_SHA256",
@@ -105,10 +110,24 @@ def _encode_token(b: bytes) -> str:
     return "".join(table[x] for x in b)
 
 
-def _line_of(text: str, needle: str) -> int:
-    """1-based line of the first occurrence of `needle` in `text` (for error messages)."""
-    at = text.find(needle)
-    return text.count("\n", 0, at) + 1 if at >= 0 else 0
+def _line_of(text: str, token: str) -> int:
+    """1-based line of the first JSON key spelling `token` in `text` (for error messages), or 0."""
+    for needle in (json.dumps(token, ensure_ascii=False), json.dumps(token)):
+        at = text.find(needle)
+        if at >= 0:
+            return text.count("\n", 0, at) + 1
+    return 0
+
+
+def read_utf8(path: Path) -> str:
+    """The text of `path`; a file that is not UTF-8 raises UnicodeDecodeError naming it, the line and the byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UnicodeDecodeError(e.encoding, e.object, e.start, e.end,
+                                 f"{e.reason}: {path} is not UTF-8 (line {line}, byte offset {e.start})") from None
 
 
 def fingerprint(vocab: Mapping[int, bytes], merges: Iterable[tuple[bytes, bytes]]) -> str:
@@ -123,6 +142,127 @@ def fingerprint(vocab: Mapping[int, bytes], merges: Iterable[tuple[bytes, bytes]
         h.update(f"{len(a)}:{len(b)}:".encode())
         h.update(a + b)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# checking a vocabulary
+
+
+class Vocabulary(NamedTuple):
+    """A checked byte-level BPE vocabulary, as `npgpt.Encoding` keeps it."""
+
+    encoder: dict[bytes, int]  # mergeable tokens: bytes -> id (every single byte among them)
+    merges: list[tuple[bytes, bytes]]  # rank order
+    special_tokens: dict[str, int]  # text -> id
+    decoder: dict[int, bytes]  # every id, special tokens as their UTF-8 bytes
+
+
+def check_vocabulary(vocab: Mapping[int, bytes], merges: Iterable[tuple[bytes, bytes]],
+                     special_tokens: Iterable[str] | Mapping[str, int] = ()) -> Vocabulary:
+    """Check that tokens, merges and special tokens make one consistent byte-level BPE vocabulary.
+
+    Consistent means: ids are distinct non-negative integers and tokens distinct non-empty bytes;
+    all 256 single bytes are tokens; each merge joins two tokens that exist by then (single bytes or
+    made by an earlier merge) into a token of the vocabulary, and no merge repeats; every other
+    token of two or more bytes is made by some merge (a vocabulary cut short, or a merges file that
+    lost lines, is caught here); special tokens are non-empty str with ids of their own. A special
+    token whose bytes are already in `vocab` keeps that id (GPT-2's ``encoder.json`` lists
+    ``<|endoftext|>`` as 50256), unless those bytes are an ordinary token (a byte, or made by a
+    merge). Without explicit ids, new special tokens take the next free ids, in order.
+
+    Raises TypeError or ValueError naming the first offending token, merge or id.
+
+    >>> v = check_vocabulary({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")], ["<|eot|>"])
+    >>> v.special_tokens, v.encoder[b"ab"]
+    ({'<|eot|>': 257}, 256)
+    """
+    if not isinstance(vocab, Mapping):
+        raise TypeError(f"vocab must be a dict of int -> bytes, got {type(vocab).__name__}")
+    by_bytes: dict[bytes, int] = {}
+    for i, b in vocab.items():
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0:
+            raise ValueError(f"vocab ids must be non-negative integers, got {i!r}")
+        if not isinstance(b, (bytes, bytearray)) or not b:
+            raise ValueError(f"vocab[{i}] must be non-empty bytes, got {b!r}")
+        if bytes(b) in by_bytes:
+            raise ValueError(f"vocab ids {by_bytes[bytes(b)]} and {i} have the same bytes {bytes(b)!r}")
+        by_bytes[bytes(b)] = int(i)
+    merges = _check_merges(merges, by_bytes)
+    made = {bytes([x]) for x in range(256)} | {a + b for a, b in merges}
+    specials = _special_ids(special_tokens, by_bytes, made)
+    special_ids = set(specials.values())
+    encoder = {b: i for b, i in by_bytes.items() if i not in special_ids}
+    missing = [x for x in range(256) if bytes([x]) not in encoder]
+    if missing:
+        raise ValueError(f"vocab lacks {len(missing)} of the 256 single-byte tokens (first: {bytes([missing[0]])!r}); "
+                         "byte-level BPE needs all of them")
+    orphans = sorted((i, b) for b, i in encoder.items() if b not in made)
+    if orphans:
+        i, b = orphans[0]
+        raise ValueError(f"token {i} ({b!r}) is made by no merge ({len(orphans)} such tokens): the merges do not "
+                         f"build this vocabulary (a merges file cut short, or the wrong one?)")
+    decoder = {i: b for b, i in encoder.items()} | {i: s.encode("utf-8") for s, i in specials.items()}
+    return Vocabulary(encoder, merges, specials, decoder)
+
+
+def _check_merges(merges: Iterable[tuple[bytes, bytes]], by_bytes: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    made = {bytes([x]) for x in range(256)}
+    out: list[tuple[bytes, bytes]] = []
+    seen: set[tuple[bytes, bytes]] = set()
+    for rank, pair in enumerate(merges):
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+            raise TypeError(f"merge {rank} must be a pair of bytes, got {pair!r}")
+        a, b = pair
+        for part in (a, b):
+            if part not in made:
+                raise ValueError(
+                    f"merge {rank} ({a!r}, {b!r}): {part!r} is neither a byte nor made by an earlier merge")
+        if a + b not in by_bytes:
+            raise ValueError(f"merge {rank} ({a!r}, {b!r}) makes {a + b!r}, which is not in the vocabulary")
+        if pair in seen:
+            raise ValueError(f"merge {rank} ({a!r}, {b!r}) repeats an earlier merge")
+        seen.add(pair)
+        made.add(a + b)
+        out.append(pair)
+    if len(out) >= 2**30:
+        raise ValueError(f"{len(out)} merges: at most 2**30 are supported")
+    return out
+
+
+def _special_ids(special_tokens: Iterable[str] | Mapping[str, int], by_bytes: dict[bytes, int],
+                 ordinary: set[bytes]) -> dict[str, int]:
+    if isinstance(special_tokens, (str, bytes)):
+        raise TypeError(f"special_tokens must be a list of str, not the {type(special_tokens).__name__} "
+                        f"{special_tokens!r}")
+    explicit = isinstance(special_tokens, Mapping)
+    next_id = max(by_bytes.values(), default=-1) + 1
+    taken = {i: b for b, i in by_bytes.items()}
+    out: dict[str, int] = {}
+    for s in special_tokens:
+        if not isinstance(s, str) or not s:
+            raise ValueError(f"special tokens must be non-empty str, got {s!r}")
+        b = s.encode("utf-8")
+        known = by_bytes.get(b)
+        if b in ordinary:
+            raise ValueError(f"special token {s!r} is also an ordinary token (id {known}): text could make it, "
+                             "so it cannot be special")
+        if explicit:
+            i = special_tokens[s]  # type: ignore[index]
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+                raise ValueError(f"special token {s!r} has id {i!r}: ids must be non-negative integers")
+            if known is not None and known != i:
+                raise ValueError(f"special token {s!r} is given id {i}, but vocab has its bytes as id {known}")
+            if i in taken and known is None:
+                raise ValueError(f"special token {s!r} is given id {i}, which vocab uses for {taken[i]!r}")
+        elif known is not None:
+            i = known
+        else:
+            i = next_id
+            next_id += 1
+        if i in out.values():
+            raise ValueError(f"special token {s!r} has id {i}, which another special token has")
+        out[s] = int(i)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,29 +288,33 @@ def read_gpt2_files(
     """
     vocab_path, merges_path = Path(vocab_path), Path(merges_path)
     specials = set(special_tokens)
-    text = vocab_path.read_text(encoding="utf-8")
+    text = read_utf8(vocab_path)
     try:
-        raw = json.loads(text)
+        pairs = json.loads(text, object_pairs_hook=list)
     except json.JSONDecodeError as e:
         raise VocabFileError(f"{vocab_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    if not isinstance(raw, dict):
+    if not isinstance(pairs, list) or not all(isinstance(p, tuple) for p in pairs):
         raise VocabFileError(f"{vocab_path}:1: expected a JSON object of token -> id")
     vocab: dict[int, bytes] = {}
-    for s, i in raw.items():
+    seen: set[str] = set()
+    for s, i in pairs:
+        if s in seen:  # json.loads would keep the last and drop the first without a word
+            raise VocabFileError(f"{vocab_path}:{_line_of(text, s)}: token {s!r} is listed twice")
+        seen.add(s)
         if not isinstance(i, int) or isinstance(i, bool) or i < 0:
-            line = _line_of(text, json.dumps(s))
+            line = _line_of(text, s)
             raise VocabFileError(f"{vocab_path}:{line}: id of {s!r} must be a non-negative integer, got {i!r}")
         b = s.encode("utf-8") if s in specials else _decode_token(s)
         if b is None or not b:
             if s.startswith("<") and s.endswith(">"):
                 b = s.encode("utf-8")  # an added/special token written as plain text
             else:
-                line = _line_of(text, json.dumps(s))
+                line = _line_of(text, s)
                 raise VocabFileError(
                     f"{vocab_path}:{line}: token {s!r} is not written in GPT-2's byte alphabet"
                 )
         if i in vocab:
-            line = _line_of(text, json.dumps(s))
+            line = _line_of(text, s)
             raise VocabFileError(f"{vocab_path}:{line}: id {i} is used twice ({vocab[i]!r} and {b!r})")
         vocab[i] = b
     merges = _read_merges(merges_path)
@@ -179,26 +323,45 @@ def read_gpt2_files(
 
 def _read_merges(path: Path) -> list[tuple[bytes, bytes]]:
     merges = []
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not parts[0] or not parts[1]:
-                raise VocabFileError(f"{path}:{lineno}: expected two tokens separated by one space, got {line!r}")
-            a, b = _decode_token(parts[0]), _decode_token(parts[1])
-            if a is None or b is None:
-                bad = parts[0] if a is None else parts[1]
-                raise VocabFileError(f"{path}:{lineno}: token {bad!r} is not written in GPT-2's byte alphabet")
-            merges.append((a, b))
+    for lineno, line in enumerate(read_utf8(path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise VocabFileError(f"{path}:{lineno}: expected two tokens separated by one space, got {line!r}")
+        a, b = _decode_token(parts[0]), _decode_token(parts[1])
+        if a is None or b is None:
+            bad = parts[0] if a is None else parts[1]
+            raise VocabFileError(f"{path}:{lineno}: token {bad!r} is not written in GPT-2's byte alphabet")
+        merges.append((a, b))
     return merges
 
 
 def read_tiktoken_file(path: str | os.PathLike) -> dict[bytes, int]:
     """Read tiktoken's rank format: ``base64(token bytes) rank`` per line. Returns bytes -> rank."""
+    return _read_tiktoken(Path(path))[0]
+
+
+def read_tiktoken_vocab(path: str | os.PathLike) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
+    """Read a ``.tiktoken`` file as ``(vocab, merges)``, the merges recovered by `merges_from_ranks`.
+
+    A token of two or more bytes that is no merge of two lower-ranked tokens raises VocabFileError
+    naming the file and its line.
+    """
     path = Path(path)
+    ranks, lines = _read_tiktoken(path)
+    try:
+        merges = merges_from_ranks(ranks)
+    except ValueError as e:
+        rank = e.args[1] if len(e.args) > 1 else None
+        raise VocabFileError(f"{path}:{lines.get(rank, 0)}: {e.args[0]}") from None
+    return {r: t for t, r in ranks.items()}, merges
+
+
+def _read_tiktoken(path: Path) -> tuple[dict[bytes, int], dict[int, int]]:
     ranks: dict[bytes, int] = {}
+    lines: dict[int, int] = {}  # rank -> line, for error messages
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -217,10 +380,11 @@ def read_tiktoken_file(path: str | os.PathLike) -> dict[bytes, int]:
                 ) from None
             if token in ranks:
                 raise VocabFileError(f"{path}:{lineno}: token {token!r} appears twice")
+            if rank in lines:
+                raise VocabFileError(f"{path}:{lineno}: rank {rank} is given to two tokens (also line {lines[rank]})")
             ranks[token] = rank
-    if len(set(ranks.values())) != len(ranks):
-        raise VocabFileError(f"{path}: two tokens share a rank")
-    return ranks
+            lines[rank] = lineno
+    return ranks, lines
 
 
 def merges_from_ranks(ranks: Mapping[bytes, int]) -> list[tuple[bytes, bytes]]:
@@ -245,9 +409,22 @@ def merges_from_ranks(ranks: Mapping[bytes, int]) -> list[tuple[bytes, bytes]]:
                 break
             parts[at : at + 2] = [parts[at] + parts[at + 1]]
         if len(parts) != 2:
-            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens")
+            raise ValueError(f"token {token!r} (rank {rank}) is not the merge of two lower-ranked tokens", rank)
         merges.append((parts[0], parts[1]))
     return merges
+
+
+def read_files(vocab_path: str | os.PathLike, merges_path: str | os.PathLike | None = None,
+               special_tokens: Iterable[str] | Mapping[str, int] = ()) -> tuple[dict[int, bytes], list]:
+    """``(vocab, merges)`` from any of the three spellings: a merges file with a JSON vocabulary, or
+    one ``.tiktoken`` file (no merges path). What `npgpt.Encoding.from_files` reads."""
+    vocab_path = Path(vocab_path)
+    if merges_path is None:
+        if vocab_path.suffix != ".tiktoken":
+            raise ValueError(f"{vocab_path}: a merges file is needed unless the vocabulary is a .tiktoken file")
+        return read_tiktoken_vocab(vocab_path)
+    specials = (special_tokens,) if isinstance(special_tokens, str) else special_tokens
+    return read_gpt2_files(vocab_path, merges_path, special_tokens=specials)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,21 +448,50 @@ def write_gpt2_files(
     for i in sorted(vocab):
         entries[specials[i] if i in specials else _encode_token(vocab[i])] = i
     vocab_path, merges_path = directory / "vocab.json", directory / "merges.txt"
-    vocab_path.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
-    with open(merges_path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("#version: 0.2\n")
-        for a, b in merges:
-            f.write(f"{_encode_token(a)} {_encode_token(b)}\n")
+    _write_atomic(vocab_path, json.dumps(entries, ensure_ascii=False).encode("utf-8"))
+    lines = ["#version: 0.2\n", *(f"{_encode_token(a)} {_encode_token(b)}\n" for a, b in merges)]
+    _write_atomic(merges_path, "".join(lines).encode("utf-8"))
     return vocab_path, merges_path
+
+
+def write_files(directory: str | os.PathLike, format: str, name: str, encoder: Mapping[bytes, int],
+                merges: list[tuple[bytes, bytes]], special_tokens: Mapping[str, int]) -> tuple[Path, ...]:
+    """Write a vocabulary as ``"gpt2"`` (``vocab.json`` + ``merges.txt``) or ``"tiktoken"``
+    (``<name>.tiktoken``); return the paths. What `npgpt.Encoding.save` writes."""
+    directory = Path(directory)
+    if format == "gpt2":
+        vocab = {i: b for b, i in encoder.items()} | {i: s.encode("utf-8") for s, i in special_tokens.items()}
+        return write_gpt2_files(directory, vocab, merges, special_tokens)
+    if format == "tiktoken":
+        merged = [encoder[a + b] for a, b in merges]
+        if any(x >= y for x, y in itertools.pairwise(merged)):
+            raise ValueError(
+                "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order")
+        return (write_tiktoken_file(directory / f"{name}.tiktoken", encoder),)
+    raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # A temporary file beside the target, renamed over it only when complete: a reader (or a
+    # crash) never sees half a file, and an earlier file survives a failed write.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+        tmp = Path(f.name)
+        try:
+            f.write(data)
+            f.close()
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_tiktoken_file(path: str | os.PathLike, ranks: Mapping[bytes, int]) -> Path:
     """Write tiktoken's rank format (mergeable tokens only; tiktoken keeps special tokens apart)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-            f.write(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
+    by_rank = sorted(ranks.items(), key=lambda kv: kv[1])
+    lines = (base64.b64encode(t) + b" " + str(r).encode() + b"\n" for t, r in by_rank)
+    _write_atomic(path, b"".join(lines))
     return path
 
 
@@ -380,9 +586,7 @@ def read_gpt2(paths: tuple[Path, ...]) -> tuple[dict[int, bytes], list[tuple[byt
     caller as a special token). Raises VocabFileError when the content is not GPT-2's.
     """
     if len(paths) == 1:
-        ranks = read_tiktoken_file(paths[0])
-        vocab = {r: t for t, r in ranks.items()}
-        merges = merges_from_ranks(ranks)
+        vocab, merges = read_tiktoken_vocab(paths[0])
     else:
         vocab, merges = read_gpt2_files(paths[0], paths[1], special_tokens=("<|endoftext|>",))
         vocab = {i: b for i, b in vocab.items() if b != b"<|endoftext|>"}
