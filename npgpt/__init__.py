@@ -21,8 +21,9 @@ Example
 [33901, 86, 343, 86, 220, 959]
 """
 
-from npgpt.bpe.encoding import Encoding, InvalidTokenError, get_encoding, list_encoding_names
+from npgpt.bpe.encoding import Encoding, InvalidTokenError
 from npgpt.bpe.pretokenize import GPT2_PATTERN
+from npgpt.bpe.registry import get_encoding, list_encoding_names
 from npgpt.bpe.train import train_bpe
 from npgpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1, sliding_windows
 from npgpt.embedding import Embedding, GPTEmbedding

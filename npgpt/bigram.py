@@ -100,7 +100,7 @@ def train_bigram(token_ids: Any, vocab_size: int, *, steps: int = 300, batch_siz
 
 def main(argv: list[str] | None = None) -> int:
     """Encode a text (default: the-verdict from ../shared/corpus, else Python's pydoc topics) and train."""
-    from npgpt.bpe.encoding import get_encoding
+    from npgpt.bpe import get_encoding
 
     argv = sys.argv[1:] if argv is None else argv
     if argv:

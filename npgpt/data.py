@@ -275,7 +275,7 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, s
     >>> x.tolist()
     [[40, 367, 2885, 1464], [367, 2885, 1464, 1807]]
     """
-    from npgpt.bpe.encoding import get_encoding
+    from npgpt.bpe import get_encoding
 
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")

@@ -21,7 +21,7 @@ from typing import TextIO
 import numpy as np
 
 from npgpt.bigram import train_bigram
-from npgpt.bpe.encoding import get_encoding
+from npgpt.bpe import get_encoding
 from npgpt.data import DataLoader, GPTDatasetV1
 from npgpt.embedding import GPTEmbedding
 from npgpt.simple import SimpleTokenizerV1, SimpleTokenizerV2, UnknownWordError, build_vocab, split_words

@@ -203,7 +203,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
 
     from tqdm import tqdm
 
-    from npgpt.bpe.encoding import get_encoding
+    from npgpt.bpe import get_encoding
 
     tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
     paths = [Path(p) for p in paths]

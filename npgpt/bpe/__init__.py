@@ -21,8 +21,9 @@ reads and writes the vocabularies (GPT-2's ``vocab.json`` + ``merges.txt``, Open
 Importing this package imports no numba: the kernels load on the first encode.
 """
 
-from npgpt.bpe.encoding import Encoding, InvalidTokenError, get_encoding, list_encoding_names
+from npgpt.bpe.encoding import Encoding, InvalidTokenError
 from npgpt.bpe.pretokenize import GPT2_PATTERN
+from npgpt.bpe.registry import get_encoding, list_encoding_names
 from npgpt.bpe.train import train_bpe
 
 __all__ = ["GPT2_PATTERN", "Encoding", "InvalidTokenError", "get_encoding", "list_encoding_names", "train_bpe"]

