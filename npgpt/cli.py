@@ -7,10 +7,11 @@
     npgpt show TEXT [--html F]    the text with token boundaries coloured
     npgpt train FILES --vocab-size N --out DIR   learn a BPE vocabulary
     npgpt tokenize FILES --out F  encode files into one token file (streaming, parallel)
-    npgpt bench [PATHS]           every benchmark, one report (bench/RESULTS.md, RESULTS.json)
 
-A user mistake (missing file, bad id, unknown encoding, vocabulary files not found) prints one line
-starting with ``npgpt:`` and exits with status 2, without a traceback.
+A user mistake (missing file, bad id, unknown encoding, vocabulary files not found, a bad option, a
+file that cannot be written) prints one line starting with ``npgpt`` and exits with status 2, without
+a traceback; Ctrl-C prints one line and exits with status 130. Options are checked before any long
+work starts, so a mistake in ``--out`` costs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import npgpt
 
@@ -43,6 +45,43 @@ class UserError(Exception):
     """A mistake in how the command was called: reported in one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake in the options is one line (and exit status 2), like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"{name} must be at least 1, got {value}")
+
+
+def _writable_file(option: str, path: str) -> Path:
+    """Check, before any work, that `path` can be written as a file: its folder exists, it is no folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    if not p.parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {p.parent} does not exist")
+    if not os.access(p.parent, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {p.parent} is not writable")
+    return p
+
+
+def _writable_folder(option: str, path: str) -> Path:
+    """Check, before any work, that `path` is (or can become) a writable folder."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder")
+    parent = next((q for q in [p, *p.parents] if q.exists()), Path("."))
+    if not parent.is_dir():
+        raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable")
+    return p
+
+
 def default_text() -> tuple[str, str]:
     """Python's ``pydoc_data.topics``: real English prose and code that every Python install has."""
     from pydoc_data import topics
@@ -53,15 +92,15 @@ def default_text() -> tuple[str, str]:
 def _read_text(path: str | None) -> tuple[str, str]:
     if path is None:
         return default_text()
-    if path == "-":
-        return "<stdin>", sys.stdin.read()
     p = Path(path)
-    if not p.is_file():
+    if path != "-" and not p.is_file():
         raise UserError(f"no such file: {path}")
+    data = sys.stdin.buffer.read() if path == "-" else p.read_bytes()
     try:
-        return path, p.read_text(encoding="utf-8")
+        return ("<stdin>" if path == "-" else path), data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        name = "stdin" if path == "-" else path
+        raise UserError(f"{name} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _encoding(args) -> npgpt.Encoding:
@@ -126,11 +165,11 @@ def cmd_encode(args) -> None:
 
 def cmd_decode(args) -> None:
     words = args.ids or sys.stdin.read().replace(",", " ").split()
-    try:
-        ids = [int(w) for w in words]
-    except ValueError:
-        bad = next(w for w in words if not w.lstrip("-").isdigit())
-        raise UserError(f"not a token id: {bad!r}") from None
+    ids = []
+    for w in words:
+        if not w.isascii() or not w.lstrip("-").isdigit():  # int() would also take '²' or '٣'
+            raise UserError(f"not a token id: {w!r}")
+        ids.append(int(w))
     enc = _encoding(args)
     try:
         sys.stdout.write(enc.decode(ids) + "\n")
@@ -142,9 +181,18 @@ def cmd_train(args) -> None:
     for f in args.files:
         if not Path(f).is_file():
             raise UserError(f"no such file: {f}")
-    if args.vocab_size < 256 + len(args.special or ["<|endoftext|>"]):
+    specials = args.special or ["<|endoftext|>"]
+    for s in specials:
+        if not s or len(s.encode("utf-8")) == 1:
+            raise UserError(f"--special {s!r}: a special token must be text that no byte token already is")
+    if args.vocab_size < 256 + len(specials):
         raise UserError(f"--vocab-size {args.vocab_size} is too small: the 256 byte tokens and the special "
                         "tokens need more")
+    if args.vocab_size >= 2**31:
+        raise UserError(f"--vocab-size {args.vocab_size} is too large (at most {2**31 - 1})")
+    _positive("--min-frequency", args.min_frequency)
+    _positive("--threads", args.threads)
+    _writable_folder("--out", args.out)
     try:
         enc = npgpt.train_bpe(args.files, args.vocab_size, args.special or ["<|endoftext|>"],
                               min_frequency=args.min_frequency, num_threads=args.threads)
@@ -183,6 +231,7 @@ def cmd_show(args) -> None:
     ids = enc.encode(text, allowed_special="all" if args.allow_special else frozenset(), disallowed_special=())
     parts = _token_texts(enc, ids)
     if args.html:
+        _writable_file("--html", args.html)
         spans = "".join(
             f'<span style="background:{_HTML[k % len(_HTML)]}" title="{i}">{html_lib.escape(t)}</span>'
             for k, (i, t) in enumerate(zip(ids, parts, strict=True))
@@ -206,123 +255,15 @@ def cmd_show(args) -> None:
 def cmd_demo(args) -> None:
     from npgpt import demo
 
+    _positive("--steps", args.steps)
     source, text = _read_text(args.file)
     if len(text) < 200:
         raise UserError(f"{source} is too short for the demo ({len(text)} characters; it needs a few hundred)")
     demo.run(text, source, steps=args.steps)
 
 
-# What `npgpt bench` runs, and the targets its summary checks (figure -> (comparison, bound)).
-BENCHMARKS = ("encode", "train", "windows", "embedding")
-TARGETS = {
-    "npgpt / tiktoken": (">=", 1.5), "npgpt / riptoken": (">=", 1.0),
-    "npgpt 2-thread batch / tiktoken 1 thread": (">=", 2.5),
-    "npgpt build ms": ("<", 1.0), "npgpt build MB": ("<", 1.0), "npgpt batches/s / torch": (">=", 10.0),
-    "npgpt forward / torch": ("<=", 1.0), "npgpt backward / torch": ("<=", 0.5),
-    "npgpt train time / HF tokenizers": ("<=", 1.0), "npgpt train time / rustbpe": ("<=", 1.0),
-}
-
-
-def _target(name: str) -> str:
-    for prefix, (op, bound) in TARGETS.items():
-        if name.startswith(prefix):
-            return f"{op} {bound:g}"
-    return ""
-
-
-def cmd_bench(args) -> None:
-    import datetime
-    import json
-    import platform
-    import subprocess
-    import tempfile
-
-    from tqdm import tqdm
-
-    bench_dir = Path(npgpt.__file__).resolve().parent.parent / "bench"
-    if not (bench_dir / "encode.py").is_file():
-        raise UserError("npgpt bench runs the scripts in the repository's bench/ folder, which this installation "
-                        "lacks: clone the repository and `pip install -e .`")
-    for p in args.paths:
-        if not Path(p).exists():
-            raise UserError(f"no such file or folder: {p}")
-    out_dir = Path(args.out) if args.out else bench_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results, figures = out_dir / "RESULTS.md", {}
-    quiet = not sys.stdout.isatty()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in tqdm(BENCHMARKS, desc="npgpt bench", unit="benchmark", disable=None):
-            cmd = [sys.executable, str(bench_dir / f"{name}.py"), "--results", str(results),
-                   "--json", f"{tmp}/{name}.json"]
-            cmd += [] if name == "embedding" else list(args.paths)
-            cmd += ["--quick"] if args.quick else []
-            done = subprocess.run(cmd, capture_output=quiet, text=True)
-            if done.returncode != 0:
-                tail = (done.stderr or "").strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-                raise UserError(f"bench/{name}.py failed: {tail[0]}")
-            figures[name] = json.loads(Path(f"{tmp}/{name}.json").read_text())
-    rows = [("benchmark", "figure", "value", "target")]
-    for name, figs in figures.items():
-        rows += [(name, k, f"{v:.3g}", _target(k)) for k, v in figs.items()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows))
-    record = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "system": platform.platform(), "python": platform.python_version()},
-        "versions": _versions(), "command": "npgpt bench " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
-        "figures": figures,
-    }
-    (out_dir / "RESULTS.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    print(f"\nwrote {results} and {out_dir / 'RESULTS.json'}")
-    _chart(figures, out_dir / "RESULTS.png")
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {}
-    for name in ("npgpt", "numpy", "numba", "regex", "tiktoken", "riptoken", "tokenizers", "torch"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
-def _chart(figures: dict, path: Path) -> None:
-    """A bar chart of the ratios (npgpt / peer), when matplotlib is installed (extra `plot`)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    # One direction for every bar: how many times faster npgpt is (time ratios are inverted).
-    speedups = {}
-    for figs in figures.values():
-        for k, v in figs.items():
-            if " / " in k and v:
-                lower_is_better = any(word in k for word in ("time /", "forward /", "backward /"))
-                speedups[k.replace(" time", "").replace("npgpt ", "")] = 1 / v if lower_is_better else v
-    if not speedups:
-        return
-    fig, ax = plt.subplots(figsize=(9, 0.4 * len(speedups) + 1.2))
-    names = list(speedups)
-    ax.barh(names, [speedups[n] for n in names], color=["#4c8bd6" if speedups[n] >= 1 else "#d65f4c" for n in names])
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="gray", lw=1)
-    ax.set_xlabel("npgpt is this many times faster than the peer (log scale; red: slower)")
-    ax.set_title("npgpt bench")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="npgpt", description="GPT-2 tokenization in NumPy + numba.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -330,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name, help, func):
-        p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES,
+        p = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES,  # a _Parser too
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--encoding", default="gpt2", help="encoding name (default: gpt2)")
         p.add_argument("--vocab", metavar="DIR", help="folder with GPT-2's files (vocab.json + merges.txt ...)")
@@ -359,10 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="colour on a terminal (auto); without colour, tokens are separated by |")
     p.add_argument("--allow-special", action="store_true", help="show <|endoftext|> as its special token")
-    p = add("bench", "run every benchmark against the installed peers; write bench/RESULTS.md and .json", cmd_bench)
-    p.add_argument("paths", nargs="*", help="text files or folders (default: ../shared/corpus, else the stdlib)")
-    p.add_argument("--quick", action="store_true", help="small samples, for a smoke test")
-    p.add_argument("--out", help="folder for RESULTS.md / .json / .png (default: bench/)")
     p = add("train", "learn a byte-level BPE vocabulary from text files", cmd_train)
     p.add_argument("files", nargs="+", help="UTF-8 text files (streamed)")
     p.add_argument("--vocab-size", type=int, required=True, help="tokens in all: 256 bytes + merges + specials")
@@ -381,16 +318,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 2 user error)."""
+    """Run the command line; return the exit status (0 ok, 2 a mistake, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:  # `python -m npgpt` alone runs the main job
-        args = parser.parse_args(["demo", *(argv or [])])
     try:
+        args = parser.parse_args(argv)
+        if args.command is None:  # `python -m npgpt` alone runs the main job
+            args = parser.parse_args(["demo", *(argv or [])])
         args.func(args)
+    except SystemExit as e:  # argparse: --help (0) or a bad option (2, one line already printed)
+        return int(e.code or 0)
     except UserError as e:
-        print(f"npgpt: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("npgpt: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `npgpt encode ... | head`
         return 0
+    except OSError as e:  # a file that cannot be read or written: permissions, a full disk, ...
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}")
+    except (ValueError, KeyError, TypeError, UnicodeError) as e:  # the library names the bad value
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"npgpt: {message}", file=sys.stderr)
+    return 2

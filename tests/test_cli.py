@@ -1,11 +1,16 @@
 """The `npgpt` command through `main(argv)` and as `python -m npgpt`, error paths included."""
 
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from npgpt.cli import main
+from npgpt.cli import default_text, main
+
+TEXT = default_text()[1]  # Python's pydoc topics: real text on every machine
 
 
 def run(capsys, *argv):
@@ -26,7 +31,8 @@ def test_inspect_file(capsys, tmp_path):
     path.write_text("hello world " * 10, encoding="utf-8")
     code, out, _ = run(capsys, "inspect", str(path))
     assert code == 0
-    assert "tokens    21 with gpt2" in out  # hello, world, 9 x (hello, world), " " and "== text: True" in out
+    assert "tokens    21 with gpt2" in out  # hello, world, 9 x (hello, world), " "
+    assert "decode(encode(text)) == text: True" in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -96,31 +102,101 @@ def test_vocab_folder_of_any_vocabulary(capsys, tmp_path):
     assert code == 2 and "no such folder" in err
 
 
-def test_bench_quick(capsys, tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.txt").write_text("The quick brown fox jumps over the lazy dog. " * 300, encoding="utf-8")
-    code, out, _ = run(capsys, "bench", str(corpus), "--quick", "--out", str(tmp_path / "out"))
-    assert code == 0
-    assert "npgpt MB/s" in out and "npgpt backward ms" in out
-    md = (tmp_path / "out" / "RESULTS.md").read_text(encoding="utf-8")
-    assert all(f"<!-- {name}:start -->" in md for name in ("encode", "train", "windows", "embedding"))
-    import json
-
-    record = json.loads((tmp_path / "out" / "RESULTS.json").read_text(encoding="utf-8"))
-    assert {"date", "machine", "versions", "command", "figures"} <= set(record)
-    assert run(capsys, "bench", str(tmp_path / "missing"))[0] == 2
-
-
-def test_train_then_encode_with_the_vocab(capsys, tmp_path, verdict):
+def test_train_then_encode_with_the_vocab(capsys, tmp_path):
     path = tmp_path / "v.txt"
-    path.write_text(verdict, encoding="utf-8")
+    path.write_text(TEXT[:20_000], encoding="utf-8")
     out_dir = tmp_path / "vocab"
     code, out, _ = run(capsys, "train", str(path), "--vocab-size", "400", "--out", str(out_dir))
-    assert code == 0 and "learned 143 merges: 400 tokens" in out
+    assert code == 0 and "learned 143 merges: 400 tokens" in out  # 400 - 256 bytes - <|endoftext|>
     code, out, _ = run(capsys, "encode", "the verdict", "--vocab", str(out_dir))
     ids = [int(x) for x in out.split()]
     assert code == 0 and all(i < 400 for i in ids)
     assert run(capsys, "decode", *map(str, ids), "--vocab", str(out_dir))[1] == "the verdict\n"
     assert run(capsys, "train", str(tmp_path / "nope.txt"), "--vocab-size", "300", "--out", "x")[0] == 2
     assert run(capsys, "train", str(path), "--vocab-size", "10", "--out", "x")[0] == 2
+
+
+# ------------------------------------------------------------------------------------------
+# every subcommand, called wrongly: exit 2, one line on stderr, no traceback, nothing written
+
+
+@pytest.fixture
+def files(tmp_path):
+    ok = tmp_path / "ok.txt"
+    ok.write_text(TEXT[:3000], encoding="utf-8")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café crème".encode("latin-1"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x", encoding="utf-8")
+    return {"ok": str(ok), "latin1": str(latin1), "file": str(a_file), "dir": str(tmp_path),
+            "file/sub": str(a_file / "sub"), "missing": str(tmp_path / "missing" / "x")}
+
+
+BAD_CALLS = [
+    (["decode", "²"], "not a token id: '²'"),
+    (["decode", "-1"], "token id -1"),
+    (["decode", "1", "99999999"], "token id 99999999"),
+    (["encode", "x", "--encoding", "cl100k_base"], "Unknown encoding 'cl100k_base'"),
+    (["encode", "--file", "{latin1}"], "not UTF-8"),
+    (["inspect", "{missing}"], "no such file"),
+    (["inspect", "{latin1}"], "not UTF-8"),
+    (["show", "hi", "--html", "{missing}"], "does not exist"),
+    (["show", "hi", "--html", "{dir}"], "is a folder"),
+    (["show", "hi", "--color", "purple"], "invalid choice"),
+    (["demo", "{ok}", "--steps", "0"], "--steps must be at least 1"),
+    (["demo", "{ok}", "--steps", "many"], "invalid int value"),
+    (["train", "{ok}", "--vocab-size", "3000000000", "--out", "{dir}/v"], "too large"),
+    (["train", "{ok}", "--vocab-size", "300", "--min-frequency", "0", "--out", "{dir}/v"], "--min-frequency"),
+    (["train", "{ok}", "--vocab-size", "300", "--threads", "-1", "--out", "{dir}/v"], "--threads"),
+    (["train", "{ok}", "--vocab-size", "300", "--special", "", "--out", "{dir}/v"], "--special ''"),
+    (["train", "{ok}", "--vocab-size", "300", "--special", "a", "--out", "{dir}/v"], "--special 'a'"),
+    (["train", "{ok}", "--vocab-size", "300", "--out", "{file}"], "is a file"),
+    (["train", "{ok}", "--vocab-size", "300", "--out", "{file/sub}"], "is a file"),
+    (["train", "{latin1}", "--vocab-size", "300", "--out", "{dir}/v"], "not UTF-8"),
+    (["train", "{ok}", "--out", "{dir}/v"], "--vocab-size"),
+    (["tokenize", "{ok}", "--out", "{dir}"], "{dir}"),
+    (["tokenize", "{ok}", "--out", "{file/sub}"], "{file}"),
+    (["tokenize", "{ok}", "--out", "{ok}"], "{ok}"),
+    (["tokenize", "{ok}", "--out", "{dir}/t.npy", "--threads", "-2"], "--threads"),
+    (["tokenize", "{latin1}", "--out", "{dir}/t.npy"], "not UTF-8"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_CALLS, ids=[" ".join(a[:3]) for a, _ in BAD_CALLS])
+def test_every_mistake_is_one_line_and_exit_2(capsys, files, argv, message):
+    before = {p.name: p.stat().st_mtime_ns for p in Path(files["dir"]).iterdir()}
+    code, _, err = run(capsys, *[a.format(**files) for a in argv])
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("npgpt") and "Traceback" not in err
+    assert message.format(**files) in err
+    after = {p.name: p.stat().st_mtime_ns for p in Path(files["dir"]).iterdir()}
+    assert after == before  # nothing written, nothing half-written
+
+
+def test_non_utf8_stdin_is_one_line():
+    done = subprocess.run([sys.executable, "-m", "npgpt", "inspect", "-"], input=b"\xff\xfe", capture_output=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.decode().count("\n") == 1
+    assert b"stdin is not UTF-8" in done.stderr
+
+
+def test_unwritable_output_is_one_line(capsys, tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_text", refuse)  # as a read-only folder would, even for root
+    code, out, err = run(capsys, "show", "hi", "--html", str(tmp_path / "x.html"))
+    assert (code, out) == (2, "") and err == f"npgpt: {tmp_path / 'x.html'}: Permission denied\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130():
+    # `npgpt decode` with no ids waits for them on stdin: interrupt it there.
+    code = "import sys, npgpt.cli; print('ready', flush=True); sys.exit(npgpt.cli.main(['decode']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == b"npgpt: interrupted\n"
