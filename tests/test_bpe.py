@@ -203,9 +203,9 @@ def test_surrogates_like_tiktoken(enc):
     assert enc.decode(enc.encode("a\ud800b")) == "a\ufffdb"
 
 
-def test_encode_iterable_matches_whole(enc, verdict):
-    lines = verdict.splitlines(keepends=True)
-    assert list(enc.encode_iterable(lines, chunk_chars=200)) == enc.encode(verdict)
+def test_encode_iterable_matches_whole(enc, text):
+    lines = text.splitlines(keepends=True)
+    assert list(enc.encode_iterable(lines, chunk_chars=200)) == enc.encode(text, disallowed_special=())
     text = "it's  \n\n  x're <|endoftext|>" * 50
     for size in (1, 2, 3, 7):
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
@@ -216,18 +216,18 @@ def test_encode_iterable_matches_whole(enc, verdict):
 
 
 @pytest.mark.parametrize("size", [7, 100, 1000])
-def test_chunk_text_cuts_are_safe(enc, verdict, size):
-    # white space before a word must not end a chunk: "...?\n\n" + "He" (found at size 1000)
-    chunks = list(enc.chunk_text([verdict[i : i + size] for i in range(0, len(verdict), size)], chunk_chars=size))
-    assert "".join(chunks) == verdict
-    assert [i for c in chunks for i in enc.encode(c)] == enc.encode(verdict)
+def test_chunk_text_cuts_are_safe(enc, text, size):
+    # white space before a word must not end a chunk: "...?\n\n" + "He" (found at size 1000 on the-verdict)
+    chunks = list(enc.chunk_text([text[i : i + size] for i in range(0, len(text), size)], chunk_chars=size))
+    assert "".join(chunks) == text
+    assert [i for c in chunks for i in enc.encode(c)] == enc.encode(text)
 
 
-def test_encode_iterable_reads_a_file(enc, tmp_path, verdict):
+def test_encode_iterable_reads_a_file(enc, tmp_path, text):
     path = tmp_path / "v.txt"
-    path.write_text(verdict, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     with open(path, encoding="utf-8") as f:
-        assert list(enc.encode_iterable(f, chunk_chars=1000)) == enc.encode(verdict)
+        assert list(enc.encode_iterable(f, chunk_chars=1000)) == enc.encode(text)
 
 
 def test_pickle_roundtrip(enc):

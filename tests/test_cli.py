@@ -63,7 +63,7 @@ def test_python_dash_m_runs_the_main_job():
     assert "pydoc_data.topics" in done.stdout and "== text: True" in done.stdout
 
 
-def test_demo_on_a_file(capsys, verdict, tmp_path):
+def test_demo_on_the_verdict(capsys, verdict, tmp_path):
     path = tmp_path / "v.txt"
     path.write_text(verdict, encoding="utf-8")
     code, out, _ = run(capsys, "demo", str(path), "--steps", "20")
