@@ -57,10 +57,22 @@ def test_not_utf8(capsys, tmp_path):
     assert code == 2 and "not UTF-8" in err
 
 
-def test_python_dash_m_runs_the_main_job():
-    done = subprocess.run([sys.executable, "-m", "npgpt"], capture_output=True, text=True, timeout=300)
+def test_python_dash_m_runs_the_demo():
+    done = subprocess.run([sys.executable, "-m", "npgpt", "demo", "--steps", "3"], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "pydoc_data.topics" in done.stdout and "== text: True" in done.stdout
+    for stage in ("pydoc_data.topics", "SimpleTokenizerV1 refuses", "<|unk|>", "[33901, 86, 343, 86, 220, 959]",
+                  "== text: True", "-->", "first batch: x (8, 4) int64", "input embeddings (8, 4, 256)", "loss"):
+        assert stage in done.stdout
+
+
+def test_no_command_is_the_demo_on_the_built_in_text(monkeypatch):
+    from npgpt import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda text, source, steps: calls.append((source, len(text), steps)))
+    assert main([]) == 0
+    assert calls == [("pydoc_data.topics", len(TEXT), 100)]
 
 
 def test_demo_on_the_verdict(capsys, verdict, tmp_path):
