@@ -64,7 +64,7 @@ def run(text: str, source: str, out: TextIO | None = None, steps: int = 100) -> 
     word_ids = enc.encode(UNKNOWN_WORD + " ier")
     pieces = [enc.decode([i]) for i in word_ids]
     say(f"an unknown word is never lost: {UNKNOWN_WORD + ' ier'!r} -> {word_ids} = {pieces}")
-    say(f"round trip decode(encode(text)) == text: {enc.decode(ids) == text}")
+    say(f"round trip decode(encode(text)) == text: {enc.decode(ids.tolist()) == text}")
 
     say("\n-- 2.6 sliding windows: input --> target")
     context = 4

@@ -110,7 +110,7 @@ class ReferenceEncoder:
         self.pattern = pattern
 
     def encode_ordinary(self, text: str) -> list[int]:
-        ids = []
+        ids: list[int] = []
         for piece in split(text, self.pattern):
             ids.extend(self.encoder[t] for t in bpe(piece.encode("utf-8"), self.ranks))
         return ids
