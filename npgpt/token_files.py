@@ -52,7 +52,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["TokenFile", "TokenWriter", "as_token_array", "compact_dtype", "tokenize_files", "write_tokens"]
+__all__ = ["FileDecodeError", "TokenFile", "TokenWriter", "as_token_array", "compact_dtype", "tokenize_files",
+           "write_tokens"]
 
 Format = Literal["npy", "bin"]
 FORMATS = ("npy", "bin")
@@ -90,15 +91,15 @@ def as_token_array(token_ids: Any) -> np.ndarray:
         arr = token_ids
     else:
         values = token_ids if hasattr(token_ids, "__len__") else list(token_ids)
-        try:
-            arr = np.asarray(values)
-        except OverflowError:  # a Python int past 2**64 in a long list
-            arr = np.asarray(values, dtype=object)
-        if arr.dtype == object and arr.ndim == 1:  # ints past int64/uint64: find one to name
-            bad = next((v for v in arr if not isinstance(v, (int, np.integer)) or not 0 <= v < 2**64), None)
-            if bad is not None:
-                raise ValueError(f"token ids must be integers in [0, 2**64), got {bad!r}")
-            arr = np.array(arr.tolist(), dtype=np.uint64)
+        arr = np.asarray(values)
+        if arr.ndim == 1 and arr.dtype.kind in "fO":
+            # NumPy stores [0, 2**63] as float64 and ints past 2**64 as objects: look at the values themselves
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise TypeError(f"token ids must be integers, got {v!r}")
+                if not 0 <= v < 2**64:
+                    raise ValueError(f"token ids must be in [0, 2**64), got {v}")
+            arr = np.array([int(v) for v in values], dtype=np.uint64)
         if arr.ndim == 1 and arr.size == 0:
             arr = arr.astype(np.uint16)
         elif arr.ndim == 1 and arr.dtype.kind in "iu":
@@ -406,11 +407,21 @@ class TokenFile:
 # tokenize_files
 
 
+class FileDecodeError(UnicodeDecodeError):
+    """A UnicodeDecodeError that also names the file (`path`), the bad byte's `offset` in it, and the
+    decoder's own words (`problem`, e.g. "invalid start byte")."""
+
+    path: Path
+    offset: int
+    problem: str
+
+
 def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
     """The text of `path` in pieces, decoded from blocks of bytes exactly (no newline translation).
 
     A byte that is not UTF-8 raises UnicodeDecodeError whose reason names the file and the byte's
-    offset in it (the decoder's own positions count from the current block).
+    offset in it, also given as its ``path`` and ``offset`` attributes (`FileDecodeError`; the
+    decoder's own ``start`` counts from the current block).
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0  # bytes of the file fed to the decoder so far
@@ -422,8 +433,9 @@ def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
                 text = decoder.decode(data, final=not data)
             except UnicodeDecodeError as e:
                 at = offset - held + e.start
-                raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
-                                         f"{e.reason} at byte {at} of {path}") from None
+                err = FileDecodeError("utf-8", e.object, e.start, e.end, f"{e.reason} at byte {at} of {path}")
+                err.path, err.offset, err.problem = path, at, e.reason
+                raise err from None
             offset += len(data)
             progress(len(data))
             if text:
