@@ -363,6 +363,8 @@ class TokenFile:
                 raise ValueError(f".npy version {version[0]}.{version[1]} (token files are 1.0 or 2.0)")
         except ValueError as e:
             raise ValueError(f"{where}not a valid .npy token file: {e}") from None
+        except Exception as e:  # NumPy's parser of the header text lets other errors out (tokenize.TokenError)
+            raise ValueError(f"{where}not a valid .npy token file: {type(e).__name__}: {e}") from None
         dtype = _int_dtype(dtype, where)
         if len(shape) != 1:
             raise ValueError(f"{where}a token file holds a 1-D array, this .npy holds shape {shape}")

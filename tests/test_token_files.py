@@ -401,3 +401,78 @@ def test_gitignore_keeps_scripts_and_ignores_outputs():
 def test_npgpt_exports():
     assert npgpt.TokenFile is TokenFile and npgpt.write_tokens is write_tokens
     assert npgpt.tokenize_files is tokenize_files
+
+
+HOSTILE = r'''
+import io, random, sys, tempfile
+from pathlib import Path
+import numpy as np
+from npgpt.data import DataLoader, GPTDatasetV1
+from npgpt.token_files import TokenFile, write_tokens
+
+rng = random.Random(int(sys.argv[1]))
+d = Path(tempfile.mkdtemp())
+DTYPES = ["<u2", "<u4", "<i8", "|u1", "|i1", ">u2", "<f2", "|b1", "V2", "<M8", "O", "<U3", "<c8", "junk", ""]
+EXPECTED = (ValueError, TypeError, IndexError, OSError)
+
+
+def pick(valid, hostile):
+    return rng.choice(hostile if rng.random() < 0.15 else valid)
+
+
+for i in range(int(sys.argv[2])):
+    kind = rng.choice(["npy", "old", "raw", "valid", "valid", "valid"])
+    body = rng.randbytes(rng.choice([0, 1, 2, 3, 8, 64, 1000]))
+    path = d / f"{i}.{rng.choice(['npy', 'bin', 'tok'])}"
+    if kind == "npy":
+        shape = rng.choice([(rng.randrange(-3, 600),), (), (2, 3), (2**62,), (rng.randrange(0, 40),)])
+        head = io.BytesIO()
+        try:
+            np.lib.format.write_array_header_1_0(head, {"descr": rng.choice(DTYPES), "fortran_order": rng.random() < .2,
+                                                        "shape": shape})
+        except Exception:
+            head = io.BytesIO(b"\x93NUMPY\x01\x00" + rng.randbytes(rng.randrange(0, 20)))
+        data = head.getvalue()
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(0, len(data) + 1)]
+        path.write_bytes(data + body)
+    elif kind == "old":
+        path.write_bytes(b"NPGPTTOK" + rng.choice([1, 2, 2**31]).to_bytes(4, "little")
+                         + rng.choice(DTYPES).encode().ljust(12, b"\0")[:12]
+                         + rng.choice([0, 1, len(body) // 2, 2**63, 2**64 - 1]).to_bytes(8, "little") + body)
+    elif kind == "raw":
+        path.write_bytes(body)
+    else:
+        dtype = rng.choice(["<u2", "<u4", "<i8", "|i1", "<i4"])
+        info = np.iinfo(dtype)
+        ids = np.array([rng.randint(int(info.min), int(info.max)) for _ in range(rng.randrange(0, 300))], dtype=dtype)
+        path = path.with_suffix(".npy")
+        write_tokens(path, ids, dtype=dtype) if ids.min(initial=0) >= 0 else np.save(path, ids)
+    try:
+        tf = TokenFile(path, dtype=pick([None], ["<u2", "<f4", ">u4", "|u1"]))
+        tokens = np.asarray(tf.tokens)
+        int(tokens.astype(np.int64).sum())
+        ds = GPTDatasetV1.from_token_ids(tf, pick([1, 3, 50], [0, -1, 2**40, 2.0]), pick([1, 2, 7], [0, -3, "1"]),
+                                         dtype=pick([np.int64, None, np.int32], [np.int8, np.float32, "junk"]))
+        if len(ds):
+            ds[pick([0, -1, len(ds) // 2], [len(ds), -len(ds) - 1, 1.0])]
+        world = rng.choice([1, 2, 3])
+        loader = DataLoader(ds, batch_size=pick([1, 4, 1000], [0, -2, None]), shuffle=rng.random() < .5,
+                            drop_last=rng.random() < .5, seed=pick([None, 0, 5], [-1, 1.5]), world_size=world,
+                            rank=pick([0, world - 1], [world, -1]),
+                            dtype=pick([np.int64, np.int32, None], [np.uint8, np.int16, np.float64]))
+        for _ in zip(range(3), loader):
+            pass
+    except EXPECTED:
+        pass
+print("ok")
+'''
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hostile_token_files_and_loaders_raise_never_crash(seed):
+    # In a child process: a crash (a signal) fails this test instead of killing pytest. Any exception other than
+    # ValueError/TypeError/IndexError/OSError escapes and fails it too.
+    done = subprocess.run([sys.executable, "-c", HOSTILE, str(seed), "1000"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
