@@ -96,7 +96,7 @@ def _convert(view: np.ndarray, dtype: np.dtype | None, narrowing: bool) -> np.nd
 
     A narrowing cast is checked again on the very values it converts: the caller may have changed
     an array it still holds since the dataset was built."""
-    if narrowing and view.size:
+    if narrowing and dtype is not None and view.size:
         _check_fits(view, dtype, "this batch ranges")
     return np.array(view, dtype=dtype, order="C")
 
@@ -274,7 +274,7 @@ class DataLoader:
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.seed = int(np.random.SeedSequence().entropy) % 2**63 if seed is None else int(seed)  # type: ignore[arg-type]
         self.dtype = batch_dtype(dataset.token_ids, dtype)
         self._narrowing = self.dtype is not None and not np.can_cast(dataset.token_ids.dtype, self.dtype, "safe")
         self.epoch = 0

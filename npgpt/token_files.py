@@ -126,12 +126,14 @@ def _int_dtype(dtype: Any, where: str = "") -> np.dtype:
     return dt
 
 
-def _format_of(path: Path, format: str | None) -> str:
+def _format_of(path: Path, format: str | None) -> Format:
     if format is None:
         return "bin" if path.suffix == ".bin" else "npy"
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    return format
+    if format == "npy":
+        return "npy"
+    if format == "bin":
+        return "bin"
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
 
 
 def _check_output(path: Path) -> None:
@@ -345,6 +347,7 @@ class TokenFile:
         else:
             count = size // file_dtype.itemsize
         self.dtype = file_dtype
+        self.tokens: np.ndarray
         if count:
             self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=offset, shape=(count,))
         else:  # mmap cannot map zero bytes
@@ -510,10 +513,10 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
         raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
     if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise ValueError("no input files")
-    for p in paths:
+    for p in files:
         if not p.is_file():
             raise FileNotFoundError(f"no such file: {p}")
     out = Path(out)
@@ -526,7 +529,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
             raise NotADirectoryError(f"with a validation split, out names a folder; {out} is a file")
         outputs = [out / f"train.{fmt}", out / f"val.{fmt}"]
     for o in outputs:
-        for p in paths:
+        for p in files:
             if _same_file(o, p):
                 raise ValueError(f"the output {o} is also an input ({p}); an input is never overwritten")
     tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
@@ -542,7 +545,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
     threads = num_threads or os.cpu_count() or 1
     eot_id = tok.eot_token if eot else None
     disable = (not sys.stderr.isatty()) if progress is None else not progress
-    total = sum(p.stat().st_size for p in paths)
+    total = sum(p.stat().st_size for p in files)
     writers: list[TokenWriter] = []
     try:
         for o in outputs:  # opened now: a bad `out` fails before the work
@@ -558,7 +561,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
                     writer.write(next(arrays) if c is not None else np.array([eot_id]))
                 pending.clear()
 
-            for path in paths:
+            for path in files:
                 text = _read_utf8(path, chunk_chars, bar.update)
                 for chunk in tok.chunk_text(text, disallowed_special=(), chunk_chars=chunk_chars):
                     pending.append(chunk)
@@ -575,5 +578,5 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
         raise
     for w in writers:
         w.close()
-    files = [TokenFile(o, dtype=dtype) for o in outputs]
-    return files[0] if val_fraction is None else (files[0], files[1])
+    written = [TokenFile(o, dtype=dtype) for o in outputs]
+    return written[0] if val_fraction is None else (written[0], written[1])
