@@ -246,7 +246,8 @@ class DataLoader:
 
     - with a `dtype` (the default), ``x`` and ``y`` are two new C-contiguous, writeable arrays that
       share no memory: writing into one never changes the other (``y`` is ``x`` shifted by one, so
-      views of one buffer would alias). Windows are gathered 32 batches per NumPy call;
+      views of one buffer would alias). Windows are converted (and gathered, when shuffled) 32 batches
+      per NumPy call;
     - with ``dtype=None``, no shuffling and one rank, ``x`` and ``y`` are read-only views into the
       tokens (zero copy; they overlap, which is why they cannot be written);
     - with ``dtype=None`` and shuffling (or several ranks), new arrays as with a `dtype`.
@@ -307,19 +308,19 @@ class DataLoader:
         epoch, self.epoch = self.epoch, self.epoch + 1
         spans = self.dataset.spans  # a batch's x and y are the two shifted halves of its spans
         n_batches, bs, dtype, narrowing = len(self), self.batch_size, self.dtype, self._narrowing
-        if not self.shuffle and self.world_size == 1:
-            # consecutive windows: a slice of the strided view
+        in_order = not self.shuffle and self.world_size == 1
+        if in_order and dtype is None:
+            # consecutive windows, zero copy: read-only views of the strided spans (x and y overlap in memory)
             for b in range(n_batches):
                 block = spans[b * bs : (b + 1) * bs]
-                if dtype is None:  # zero copy: read-only views (x and y overlap in memory)
-                    yield block[:, :-1], block[:, 1:]
-                else:
-                    yield _convert(block[:, :-1], dtype, narrowing), _convert(block[:, 1:], dtype, narrowing)
+                yield block[:, :-1], block[:, 1:]
             return
-        idx = self.indices(epoch)
+        idx = None if in_order else self.indices(epoch)
         for g in range(0, n_batches, self.GROUP):
-            # one gather for GROUP batches (np.take would copy all spans), then x and y as separate arrays
-            block = spans[idx[g * bs : min(g + self.GROUP, n_batches) * bs]]
+            # GROUP batches per NumPy call: a slice of the spans in order, else one gather (np.take would copy
+            # all spans); then x and y as two separate arrays, so that writing one never changes the other
+            rows = slice(g * bs, min(g + self.GROUP, n_batches) * bs)
+            block = spans[rows] if idx is None else spans[idx[rows]]
             xs, ys = _convert(block[:, :-1], dtype, narrowing), _convert(block[:, 1:], dtype, narrowing)
             for lo in range(0, len(block), bs):
                 yield xs[lo : lo + bs], ys[lo : lo + bs]
