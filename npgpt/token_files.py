@@ -268,14 +268,19 @@ class TokenWriter:
 
     def __del__(self) -> None:  # a writer dropped without close() leaves nothing behind
         if getattr(self, "_file", None) is not None and not self._file.closed:
-            self.abort()
+            try:
+                self.abort()
+            except Exception:  # at interpreter exit, modules may already be gone
+                pass
 
 
 def write_tokens(path: str | os.PathLike, ids: Any, dtype: Any = None, format: Format | None = None) -> Path:
     """Write token ids to a token file, atomically; return the path.
 
-    `dtype` defaults to uint16 when every id fits, else uint32 (uint64 past 2**32). `format`:
-    "npy", "bin" (raw ids, nanoGPT's ``train.bin``), or None: "bin" for a ``.bin`` name, else "npy".
+    `format`: "npy", "bin" (raw ids, nanoGPT's ``train.bin``), or None: "bin" for a ``.bin`` name,
+    else "npy". `dtype` defaults, for .npy, to uint16 when every id fits, else uint32 (uint64 past
+    2**32: the header records it); for raw .bin, to uint16 (what its readers assume), so a larger id
+    is an error rather than a file that reads back wrong.
 
     >>> import tempfile, os
     >>> path = write_tokens(os.path.join(tempfile.mkdtemp(), "t.npy"), [15496, 11, 995])
@@ -283,7 +288,9 @@ def write_tokens(path: str | os.PathLike, ids: Any, dtype: Any = None, format: F
     TokenFile('...t.npy', 3 tokens of uint16, npy)
     """
     arr = as_token_array(ids)
-    dtype = compact_dtype(int(arr.max()) if arr.size else 0) if dtype is None else dtype
+    if dtype is None:
+        raw = _format_of(Path(path), format) == "bin"
+        dtype = np.uint16 if raw else compact_dtype(int(arr.max()) if arr.size else 0)
     with TokenWriter(path, dtype, format) as w:
         w.write(arr)
     return Path(path)

@@ -161,6 +161,10 @@ def test_ids_are_range_checked_before_any_cast(tmp_path):
         write_tokens(tmp_path / "bigger.npy", [2**64 + 7, 5])
     with pytest.raises(ValueError, match="token id 70000 does not fit the file's dtype uint16"):
         write_tokens(tmp_path / "u16.npy", [1, 70000], dtype=np.uint16)
+    with pytest.raises(ValueError, match="token id 70000 does not fit the file's dtype uint16"):
+        write_tokens(tmp_path / "u16.bin", [1, 70000])  # raw files are read as uint16: never write them wider
+    assert not (tmp_path / "u16.bin").exists()
+    assert TokenFile(write_tokens(tmp_path / "u32.bin", [1, 70000], dtype=np.uint32), np.uint32).tokens[1] == 70000
     with pytest.raises(ValueError, match="token id -1 does not fit"):
         write_tokens(tmp_path / "neg.npy", np.array([1, -1]), dtype=np.uint16)
     with TokenWriter(tmp_path / "w.npy", np.uint16) as w, pytest.raises(ValueError, match="70000"):
