@@ -1,5 +1,7 @@
 """Sliding windows, the book's dataset and loader (npgpt.data). Token files: tests/test_token_files.py."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -254,8 +256,12 @@ def test_torch_dataloader_and_embedding_take_the_items(enc):
     torch = pytest.importorskip("torch", reason="torch is optional: the book's torch.utils.data.DataLoader path")
     ds = GPTDatasetV1("I HAD always thought Jack Gisburn rather a cheap genius", enc, 4, 1)
     emb = torch.nn.Embedding(50257, 3)
-    xb, _yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
-    assert xb.dtype == torch.int64 and emb(xb).shape == (2, 4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about non-writable arrays: there must be none
+        xb, _yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, shuffle=True)))
+        assert xb.dtype == torch.int64 and emb(xb).shape == (2, 4, 3)
+        x, y = next(iter(DataLoader(ds, batch_size=2, shuffle=True, seed=0)))
+        assert torch.from_numpy(x).dtype == torch.int64 and emb(torch.from_numpy(y)).shape == (2, 4, 3)
 
 
 def test_batches_without_shuffle_are_views():
