@@ -3,8 +3,8 @@
     python data/python_docs/prepare.py              # writes data/python_docs/train.bin, val.bin, meta.json
     python data/python_docs/prepare.py --out DIR
 
-The text is ``pydoc_data.topics``: the pages ``help()`` shows for keywords and topics (about 0.46 MB
-of English and code), shipped with every Python, so this works without a network. Each page is a
+The text is ``pydoc_data.topics``: the pages ``help()`` shows for keywords and topics (79 pages, about
+0.46 MB of English and code, in Python 3.11), shipped with every Python, so this works without a network. Each page is a
 document: its GPT-2 ids followed by ``<|endoftext|>``, as nanoGPT's openwebtext/prepare.py does. The
 first 90% of the tokens are train.bin, the rest val.bin (nanoGPT's shakespeare/prepare.py cuts its
 text at 90%; here the cut is on tokens, so no token is lost or shared). Both are raw uint16, read by
