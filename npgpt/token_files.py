@@ -465,9 +465,9 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *, tokenizer: Any = None,
-                   eot: bool = False, num_threads: int | None = None, progress: bool | None = None,
-                   chunk_chars: int = 1 << 20, format: Format | None = None,
+def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike, *,
+                   tokenizer: Any = None, eot: bool = False, num_threads: int | None = None,
+                   progress: bool | None = None, chunk_chars: int = 1 << 20, format: Format | None = None,
                    val_fraction: float | None = None) -> TokenFile | tuple[TokenFile, TokenFile]:
     """Encode text files into one token file (or a train/val pair): streaming, in parallel, in bounded memory.
 
@@ -481,7 +481,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
 
     Parameters
     ----------
-    paths : files of UTF-8 text. A byte that is not UTF-8 raises UnicodeDecodeError naming the file
+    paths : files of UTF-8 text (or one file). A byte that is not UTF-8 raises UnicodeDecodeError naming the file
         and the byte offset.
     out : the token file to write (atomically: see the module docstring). With `val_fraction`, a
         folder (created if its parent exists) that receives ``train.npy`` and ``val.npy`` (or ``.bin``).
@@ -520,7 +520,7 @@ def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *
         raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
     if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
-    files = [Path(p) for p in paths]
+    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]  # one file, or many
     if not files:
         raise ValueError("no input files")
     for p in files:

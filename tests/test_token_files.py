@@ -240,6 +240,33 @@ def test_tokenize_files_matches_encode(tmp_path, enc):
     assert enc.decode(tf.tokens[-8:-1].tolist()).endswith("line ends\r\n stay \U0001f600")
     one = tokenize_files([c], tmp_path / "one.npy", num_threads=1, chunk_chars=3, progress=False)
     assert one.tokens.tolist() == enc.encode(c.read_bytes().decode())
+    assert tokenize_files(str(c), tmp_path / "two.npy", progress=False).tokens.tolist() == one.tokens.tolist()
+
+
+def test_an_interrupted_tokenize_leaves_the_earlier_file(tmp_path, enc):
+    class Interrupted:  # GPT-2, until Ctrl-C arrives during the second group of chunks
+        def __init__(self):
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(enc, name)
+
+        def encode_batch_to_numpy(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return enc.encode_batch_to_numpy(*args, **kwargs)
+
+    a = tmp_path / "a.txt"
+    a.write_text(default_text()[1][:100_000], encoding="utf-8")
+    out = write_tokens(tmp_path / "t.npy", [1, 2, 3])
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([a], out, tokenizer=Interrupted(), num_threads=1, chunk_chars=1000, progress=False)
+    assert np.load(out).tolist() == [1, 2, 3] and leftovers(tmp_path) == []
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([a], tmp_path / "split", tokenizer=Interrupted(), num_threads=1, chunk_chars=1000,
+                       progress=False, val_fraction=0.1)
+    assert list((tmp_path / "split").iterdir()) == []
 
 
 @given(st.floats(0.01, 0.99), st.integers(1, 3))
