@@ -70,6 +70,21 @@ def test_streamed_writes_roundtrip(tmp_path_factory, fmt, ids, parts):
     assert leftovers(path.parent) == []
 
 
+@pytest.mark.parametrize("dtype", ["<u2", "<u4", "<u8", "<i4", "<i8", "|u1", "|i1"])
+def test_npy_header_patch_never_moves_the_data(tmp_path, dtype):
+    from npgpt.token_files import _npy_header
+
+    sizes = {len(_npy_header(np.dtype(dtype), n)) for n in (0, 9, 10**9, 2**63, 2**64 - 1)}
+    assert sizes == {128}  # NumPy pads for a 21-digit length: the count written at the end fits in place
+    info = np.iinfo(dtype)
+    ids = np.array([0, info.max, max(info.min, 0), 7], dtype=dtype)
+    with TokenWriter(tmp_path / "t.npy", dtype) as w:
+        w.write(ids[:2])
+        w.write(ids[2:])
+    assert np.load(tmp_path / "t.npy", mmap_mode="r").tolist() == ids.tolist()
+    assert TokenFile(tmp_path / "t.npy").tokens.tolist() == ids.tolist()
+
+
 def test_nanogpt_reads_bin_unchanged(tmp_path, enc):
     text = default_text()[1][:50_000]
     (tmp_path / "input.txt").write_text(text, encoding="utf-8")
