@@ -147,7 +147,7 @@ def main(argv=None) -> None:
     except ImportError:
         kinds = ["npgpt", "numpy-list"]
     with tempfile.TemporaryDirectory() as d:
-        tokens_path = str(npgpt.write_tokens(Path(d) / "tokens.npgpt", tokens))
+        tokens_path = str(npgpt.write_tokens(Path(d) / "tokens.npy", tokens))
         print(f"{source}: {len(tokens):,} tokens ({tokens.nbytes / 1e6:.1f} MB as {tokens.dtype})")
         figures: dict[str, float] = {}
         rows = [["max_length, stride", "windows", *[f"{k} build" for k in kinds], *[f"{k} memory" for k in kinds]]]

@@ -37,7 +37,8 @@ EXAMPLES = """examples:
   npgpt show --file book.txt --html tokens.html
   npgpt train corpus/*.txt --vocab-size 8192 --out my-vocab
   npgpt encode "hello" --vocab my-vocab
-  npgpt tokenize a.txt b.txt --out tokens.npgpt --eot
+  npgpt tokenize a.txt b.txt --out tokens.npy --eot
+  npgpt tokenize *.txt --out data/mine --format bin --val-fraction 0.1   # nanoGPT's train.bin + val.bin
 """
 
 
@@ -203,14 +204,24 @@ def cmd_train(args) -> None:
 
 
 def cmd_tokenize(args) -> None:
+    from npgpt.token_files import FileDecodeError
+
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {args.val_fraction}")
     enc = _encoding(args)
     try:
-        tf = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    except UnicodeDecodeError as e:
+        written = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads,
+                                       format=args.format, val_fraction=args.val_fraction)
+    except UnicodeDecodeError as e:  # tokenize_files names the file and the byte
+        if isinstance(e, FileDecodeError):
+            raise UserError(f"{e.path} is not UTF-8 text ({e.problem} at byte {e.offset})") from None
         raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    print(f"wrote {len(tf):,} tokens ({tf.dtype}) to {tf.path}")
+    except (ValueError, OSError) as e:  # bad --out, an output that is an input, a missing file, permissions
+        raise UserError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+    for tf in written if isinstance(written, tuple) else (written,):
+        print(f"wrote {len(tf):,} tokens ({tf.dtype}, {tf.format}) to {tf.path}")
 
 
 # Background colours for `show`: six soft ones, so that neighbouring tokens always differ.
@@ -309,9 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-frequency", type=int, default=1, help="stop when the best pair is rarer (default 1)")
     p.add_argument("--format", choices=["gpt2", "tiktoken"], default="gpt2", help="file format (default gpt2)")
     p.add_argument("--threads", type=int, default=None, help="counting threads (default: all cores)")
-    p = add("tokenize", "encode text files into one token file (np.memmap-able)", cmd_tokenize)
+    p = add("tokenize", "encode text files into one token file (.npy, or nanoGPT's raw .bin)", cmd_tokenize)
     p.add_argument("files", nargs="+", help="UTF-8 text files")
-    p.add_argument("--out", required=True, help="token file to write (e.g. tokens.npgpt)")
+    p.add_argument("--out", required=True,
+                   help="token file to write (e.g. tokens.npy, train.bin); with --val-fraction, a folder")
+    p.add_argument("--format", choices=["npy", "bin"], default=None,
+                   help="npy (NumPy, self-describing) or bin (raw uint16, nanoGPT); default: bin for a .bin "
+                        "--out, else npy")
+    p.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                   help="write OUT/train and OUT/val: the last fraction F of the tokens is val (nanoGPT: 0.1)")
     p.add_argument("--eot", action="store_true", help="write <|endoftext|> after each file")
     p.add_argument("--threads", type=int, default=None, help="encoding threads (default: all cores)")
     return parser

@@ -13,7 +13,7 @@ pre-tokenization            `split`                                      `npgpt.
 BPE merge loop              `bpe`                                        `npgpt.bpe.merge_kernels`
 encoding with specials      `ReferenceEncoder`                           `npgpt.Encoding`
 training merges             `count_pretokens`, `train`                   `npgpt.train_bpe`
-sliding windows             `sliding_windows`                            `npgpt.sliding_windows`
+sliding windows, batches    `sliding_windows`                            `npgpt.data.token_spans`
 embedding lookup            `embedding_forward`                          `npgpt.GPTEmbedding.forward`
 embedding backward          `embedding_backward`                         `npgpt.embedding_kernels`
 ==========================  ===========================================  =============================
@@ -205,6 +205,10 @@ def train(docs: Iterable[str], vocab_size: int, special_tokens: Sequence[str] = 
 
 def sliding_windows(ids: Sequence[int], max_length: int, stride: int) -> tuple[list[list[int]], list[list[int]]]:
     """The book's loop (``GPTDatasetV1.__init__``): inputs and their targets, shifted by one.
+
+    Fast twin: `npgpt.data.token_spans`, one strided view of windows ``max_length + 1`` long, whose
+    two shifted halves are `npgpt.sliding_windows`; a `npgpt.DataLoader` batch is rows of these
+    windows in the epoch's order. Held equal in tests/test_data.py.
 
     >>> sliding_windows([1, 2, 3, 4, 5], max_length=2, stride=2)
     ([[1, 2], [3, 4]], [[2, 3], [4, 5]])

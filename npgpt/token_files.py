@@ -1,42 +1,112 @@
-"""Token files: a corpus's ids on disk, read back through ``np.memmap`` without loading them.
+"""Token files: a corpus's ids on disk, memory-mapped back without loading them.
 
-nanoGPT keeps a tokenized corpus as one flat file of ``uint16`` ids and reads it with
-``np.memmap``: opening costs nothing, and the operating system pages in only the windows a batch
-touches. npgpt does the same (`TokenFile`, `write_tokens`, `TokenWriter`), and `tokenize_files`
-encodes text files into such a file in parallel, streaming, in bounded memory.
+nanoGPT keeps a tokenized corpus as one flat file of ids and reads it with ``np.memmap``: opening
+costs nothing, and the operating system pages in only the windows a batch touches. npgpt writes
+and reads two standard formats, so any NumPy program can read its files:
+
+``.npy`` (the default)
+    NumPy's own format: a short text header that names the dtype and the length, then the raw
+    little-endian ids. ``np.load(path, mmap_mode="r")`` maps it; the file describes itself, so it
+    is never misread. npgpt writes it streaming: the header first says 0 tokens and is patched with
+    the count at the end (NumPy pads every header with room for a 21-digit length, so the patch
+    never moves the data).
+``.bin`` (``format="bin"``)
+    nanoGPT's ``train.bin``: raw uint16 ids, no header. nanoGPT's own line reads it unchanged:
+    ``np.memmap(path, dtype=np.uint16, mode="r")``. Nothing in the file says what it holds, so
+    `TokenFile` assumes uint16 for a ``.bin`` name and needs ``dtype=`` for any other raw file.
+
+`TokenFile` also reads npgpt's old format (a 32-byte ``NPGPTTOK`` header), but nothing writes it any
+more. Token files hold little-endian signed or unsigned integers and nothing else: a header that
+claims floats, booleans, dates or big-endian ids is refused rather than misread.
+
+Writes are atomic. `TokenWriter` writes to a temporary file beside the target
+(``.NAME.PID.RANDOM.tmp``) and renames it over the target (``os.replace``) only when it is complete.
+A run that fails or is interrupted leaves an earlier file as it was, and a reader that has the old
+file mapped keeps reading it (its inode lives until unmapped) instead of dying with SIGBUS on a file
+truncated under it.
+
+`tokenize_files` encodes text files into one token file (or a ``train``/``val`` pair, as nanoGPT's
+``prepare.py`` scripts do), in parallel, streaming, in bounded memory.
+
+Example
+-------
+>>> import tempfile, os
+>>> path = write_tokens(os.path.join(tempfile.mkdtemp(), "train.bin"), [15496, 11, 995])
+>>> np.memmap(path, dtype=np.uint16, mode="r").tolist()   # nanoGPT's loading line
+[15496, 11, 995]
+>>> _ = write_tokens(path.with_suffix(".npy"), [15496, 11, 995])
+>>> np.load(path.with_suffix(".npy"), mmap_mode="r").tolist()
+[15496, 11, 995]
 """
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
-from collections.abc import Iterable
+import secrets
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["TokenFile", "TokenWriter", "as_token_array", "compact_dtype", "tokenize_files", "write_tokens"]
+__all__ = ["FileDecodeError", "TokenFile", "TokenWriter", "as_token_array", "compact_dtype", "tokenize_files",
+           "write_tokens"]
+
+Format = Literal["npy", "bin"]
+FORMATS = ("npy", "bin")
 
 
 def compact_dtype(max_id: int) -> np.dtype:
-    """uint16 when every id fits (GPT-2's 50,257 do), else uint32."""
-    return np.dtype(np.uint16 if max_id < 2**16 else np.uint32)
+    """The smallest unsigned dtype that holds ids up to `max_id`: uint16 (GPT-2's 50,257 ids), uint32 or uint64.
+
+    >>> compact_dtype(50256), compact_dtype(100276), compact_dtype(2**32 + 7)
+    (dtype('uint16'), dtype('uint32'), dtype('uint64'))
+    """
+    max_id = int(max_id)
+    for dtype in (np.uint16, np.uint32, np.uint64):
+        if 0 <= max_id <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"token id {max_id} is out of range: token ids are integers in [0, 2**64)")
 
 
 def as_token_array(token_ids: Any) -> np.ndarray:
-    """A 1-D integer array of the ids: NumPy arrays and memmaps as they are, lists stored compactly."""
+    """The ids as a 1-D integer array: NumPy arrays and memmaps as they are, anything else stored compactly.
+
+    A list (or any iterable of ints) is range-checked *before* it is cast: ids must be in
+    ``[0, 2**64)``, and are stored in the smallest unsigned dtype that holds the largest
+    (`compact_dtype`), so no id ever wraps. Arrays are used as they are (zero copy), but must be 1-D
+    and of an integer dtype.
+
+    >>> as_token_array([15496, 11, 995]).dtype, as_token_array([2**32 + 7, 1]).tolist()
+    (dtype('uint16'), [4294967303, 1])
+    """
     if isinstance(token_ids, TokenFile):
         return token_ids.tokens
+    if isinstance(token_ids, (str, bytes)):
+        raise TypeError(f"token ids must be a sequence of ints, not {type(token_ids).__name__}: encode the text first")
     if isinstance(token_ids, np.ndarray):
         arr = token_ids
     else:
-        arr = np.asarray(list(token_ids) if not hasattr(token_ids, "__len__") else token_ids)
-        if arr.size and arr.dtype.kind in "iu":
-            if arr.min() < 0:
-                raise ValueError(f"token ids must be >= 0, got {int(arr.min())}")
-            arr = arr.astype(compact_dtype(int(arr.max())))
-        elif arr.size == 0:
+        values = token_ids if hasattr(token_ids, "__len__") else list(token_ids)
+        arr = np.asarray(values)
+        if arr.ndim == 1 and arr.dtype.kind in "fO":
+            # NumPy stores [0, 2**63] as float64 and ints past 2**64 as objects: look at the values themselves
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise TypeError(f"token ids must be integers, got {v!r}")
+                if not 0 <= v < 2**64:
+                    raise ValueError(f"token ids must be in [0, 2**64), got {v}")
+            arr = np.array([int(v) for v in values], dtype=np.uint64)
+        if arr.ndim == 1 and arr.size == 0:
             arr = arr.astype(np.uint16)
+        elif arr.ndim == 1 and arr.dtype.kind in "iu":
+            lo, hi = int(arr.min()), int(arr.max())  # range check before the cast below
+            if lo < 0:
+                raise ValueError(f"token ids must be >= 0, got {lo}")
+            arr = arr.astype(compact_dtype(hi))
     if arr.ndim != 1:
         raise ValueError(f"token ids must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind not in "iu":
@@ -44,126 +114,296 @@ def as_token_array(token_ids: Any) -> np.ndarray:
     return arr
 
 
+def _int_dtype(dtype: Any, where: str = "") -> np.dtype:
+    """`dtype` if it is a little-endian (or one-byte) signed/unsigned integer dtype, else ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}not a NumPy dtype: {dtype!r}") from None
+    big = dt.byteorder == ">" or (dt.byteorder == "=" and sys.byteorder == "big")
+    if dt.kind not in "iu" or big:
+        raise ValueError(f"{where}token files hold little-endian signed or unsigned integers, not {dt.str} ({dt})")
+    return dt
 
-# --------------------------------------------------------------------------------------------
-# token files
 
-MAGIC = b"NPGPTTOK"
-VERSION = 1
-HEADER = 32  # magic (8) | version u32 (4) | dtype str (12, NUL-padded) | count u64 (8)
-_DTYPES = {"<u2", "<u4", "<i4", "<i8", "<u8", "|u1"}
+def _format_of(path: Path, format: str | None) -> Format:
+    if format is None:
+        return "bin" if path.suffix == ".bin" else "npy"
+    if format == "npy":
+        return "npy"
+    if format == "bin":
+        return "bin"
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+
+
+def _check_output(path: Path) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder, or a file in a missing folder."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the token file a name, e.g. {path / 'tokens.npy'}")
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(f"no folder {parent} to write {path} in")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is not a folder, so {path} cannot be written")
+
+
+def _npy_header(dtype: np.dtype, count: int) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype.str, "fortran_order": False, "shape": (count,)})
+    return buf.getvalue()
 
 
 class TokenWriter:
-    """Append token arrays to a token file; the header's count is written on close.
+    """Append token arrays to a token file; the file appears, complete, only on `close`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write. Its folder must exist; an existing file is replaced on success only.
+    dtype : integer dtype
+        How ids are stored (uint16 for GPT-2). Each `write` checks its ids fit before casting.
+    format : "npy", "bin" or None
+        ``.npy`` (streamed, header patched at the end) or raw ids; None: "bin" if `path` ends in
+        ``.bin``, else "npy".
+
+    Use it as a context manager: leaving the block normally renames the temporary file over `path`;
+    an exception (Ctrl-C included) deletes it and leaves `path` as it was.
 
     >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "t.npgpt")
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.npy")
     >>> with TokenWriter(path, np.uint16) as w:
     ...     w.write([1, 2, 3]); w.write(np.array([4], np.uint16))
-    >>> TokenFile(path).tokens.tolist()
+    >>> np.load(path, mmap_mode="r").tolist()
     [1, 2, 3, 4]
     """
 
-    def __init__(self, path: str | os.PathLike, dtype: Any = np.uint16):
+    def __init__(self, path: str | os.PathLike, dtype: Any = np.uint16, format: Format | None = None):
         self.path = Path(path)
-        self.dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
-        if self.dtype.str not in _DTYPES:
-            raise ValueError(f"token files hold unsigned/signed integer tokens, not {np.dtype(dtype)}")
+        self.format = _format_of(self.path, format)
+        dt = _int_dtype(dtype)
+        self.dtype = dt.newbyteorder("<") if dt.itemsize > 1 else dt  # '=u2' spelled '<u2' in the header
         self.count = 0
-        self._file = open(self.path, "wb")
-        self._file.write(self._header())
-
-    def _header(self) -> bytes:
-        return (MAGIC + VERSION.to_bytes(4, "little") + self.dtype.str.encode().ljust(12, b"\0")
-                + self.count.to_bytes(8, "little"))
+        _check_output(self.path)
+        self._header = _npy_header(self.dtype, 0) if self.format == "npy" else b""
+        # O_EXCL: a fresh file of our own, beside the target so that os.replace is a rename on one file system;
+        # mode 0o666 lets the umask decide the permissions, as for any new file.
+        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except PermissionError:
+            raise PermissionError(f"cannot write {self.path}: permission denied in {self.path.parent}") from None
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(self._header)
 
     def write(self, ids: Any) -> None:
+        """Append `ids` (1-D integers, each in the range of the file's dtype)."""
+        if self._file.closed:
+            raise ValueError(f"the writer of {self.path} is closed")
         arr = np.asarray(ids)
         if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
             raise ValueError(f"expected a 1-D array of integer ids, got shape {arr.shape} dtype {arr.dtype}")
-        if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(self.dtype).max):
-            bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
-            raise ValueError(f"token id {bad} does not fit the file's dtype {self.dtype}")
+        if arr.size and not np.can_cast(arr.dtype, self.dtype, "safe"):
+            info = np.iinfo(self.dtype)
+            lo, hi = int(arr.min()), int(arr.max())  # range check before the cast
+            if lo < info.min or hi > info.max:
+                raise ValueError(f"token id {lo if lo < info.min else hi} does not fit the file's dtype {self.dtype}")
         self._file.write(np.ascontiguousarray(arr, dtype=self.dtype).tobytes())
         self.count += arr.size
 
+    def move_tail(self, start: int, other: TokenWriter, block: int = 1 << 22) -> None:
+        """Move the ids from position `start` on to the end of `other` (the same dtype), then drop them here.
+
+        This is how `tokenize_files` splits off a validation file after streaming: the ids are
+        copied from this writer's own temporary file, which no one else has open.
+        """
+        if other.dtype != self.dtype:
+            raise ValueError(f"cannot move {self.dtype} ids into a {other.dtype} file")
+        if not 0 <= start <= self.count:
+            raise ValueError(f"start {start} out of range for {self.count} ids")
+        self._file.flush()
+        begin = len(self._header) + start * self.dtype.itemsize
+        with open(self._tmp, "rb") as f:
+            f.seek(begin)
+            while data := f.read(block * self.dtype.itemsize):
+                other.write(np.frombuffer(data, dtype=self.dtype))
+        self._file.truncate(begin)  # our own temporary file: truncating it harms no reader
+        self.count = start
+
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.seek(0)
-            self._file.write(self._header())
+        """Finish the file (patch the .npy header with the count) and rename it over `path`."""
+        if self._file.closed:
+            return
+        try:
+            if self.format == "npy":
+                header = _npy_header(self.dtype, self.count)
+                if len(header) != len(self._header):  # NumPy reserves room for 21 digits; never expected
+                    raise RuntimeError(f"the .npy header grew from {len(self._header)} to {len(header)} bytes")
+                self._file.seek(0)
+                self._file.write(header)
+            self._file.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file; `path` stays as it was."""
+        if not self._file.closed:
+            self._file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
 
     def __enter__(self) -> TokenWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # a writer dropped without close() leaves nothing behind
+        if getattr(self, "_file", None) is not None and not self._file.closed:
+            try:
+                self.abort()
+            except Exception:  # at interpreter exit, modules may already be gone
+                pass
 
 
-def write_tokens(path: str | os.PathLike, ids: Any, dtype: Any = None) -> Path:
-    """Write token ids to a token file (header + raw little-endian ids); return the path.
+def write_tokens(path: str | os.PathLike, ids: Any, dtype: Any = None, format: Format | None = None) -> Path:
+    """Write token ids to a token file, atomically; return the path.
 
-    dtype defaults to uint16 when every id fits, else uint32.
+    `format`: "npy", "bin" (raw ids, nanoGPT's ``train.bin``), or None: "bin" for a ``.bin`` name,
+    else "npy". `dtype` defaults, for .npy, to uint16 when every id fits, else uint32 (uint64 past
+    2**32: the header records it); for raw .bin, to uint16 (what its readers assume), so a larger id
+    is an error rather than a file that reads back wrong.
 
     >>> import tempfile, os
-    >>> path = write_tokens(os.path.join(tempfile.mkdtemp(), "t.npgpt"), [15496, 11, 995])
+    >>> path = write_tokens(os.path.join(tempfile.mkdtemp(), "t.npy"), [15496, 11, 995])
     >>> TokenFile(path)  # doctest: +ELLIPSIS
-    TokenFile('...t.npgpt', 3 tokens of uint16)
+    TokenFile('...t.npy', 3 tokens of uint16, npy)
     """
     arr = as_token_array(ids)
-    dtype = compact_dtype(int(arr.max()) if arr.size else 0) if dtype is None else dtype
-    with TokenWriter(path, dtype) as w:
+    if dtype is None:
+        raw = _format_of(Path(path), format) == "bin"
+        dtype = np.uint16 if raw else compact_dtype(int(arr.max()) if arr.size else 0)
+    with TokenWriter(path, dtype, format) as w:
         w.write(arr)
     return Path(path)
+
+
+# npgpt's old format, read only: magic (8) | version u32 (4) | dtype str (12, NUL-padded) | count u64 (8)
+OLD_MAGIC = b"NPGPTTOK"
+OLD_HEADER = 32
+NPY_MAGIC = b"\x93NUMPY"
 
 
 class TokenFile:
     """Tokens on disk, read through ``np.memmap``: nothing is loaded until it is used.
 
-    Opens npgpt's token files (a 32-byte header: magic, version, dtype, count, so a file is never
-    misread) and, when told their `dtype`, raw headerless files such as nanoGPT's ``train.bin``
-    (uint16). Windows and loaders work on it directly: ``GPTDatasetV1.from_token_ids(TokenFile(p), ...)``.
+    Opens, by their first bytes:
+
+    - ``.npy`` files (a 1-D array of integers), as ``np.load(path, mmap_mode="r")`` would;
+    - npgpt's old token files (a 32-byte ``NPGPTTOK`` header), for compatibility;
+    - anything else as raw ids, such as nanoGPT's ``train.bin``: of `dtype`, uint16 by default
+      for a name ending in ``.bin``; any other raw file needs its `dtype`.
+
+    Only little-endian signed or unsigned integer dtypes are accepted. `dtype`, when given for a
+    self-describing file, must match it. Windows and loaders work on it directly:
+    ``GPTDatasetV1.from_token_ids(TokenFile(p), ...)``.
 
     >>> import tempfile, os
     >>> raw = os.path.join(tempfile.mkdtemp(), "train.bin")
     >>> np.arange(10, dtype=np.uint16).tofile(raw)         # a nanoGPT-style file
-    >>> tf = TokenFile(raw, dtype=np.uint16)
-    >>> len(tf), npgpt.GPTDatasetV1.from_token_ids(tf, max_length=4, stride=4).inputs.tolist()
-    (10, [[0, 1, 2, 3], [4, 5, 6, 7]])
+    >>> tf = TokenFile(raw)
+    >>> len(tf), tf.format, npgpt.GPTDatasetV1.from_token_ids(tf, max_length=4, stride=4).inputs.tolist()
+    (10, 'bin', [[0, 1, 2, 3], [4, 5, 6, 7]])
     """
 
     def __init__(self, path: str | os.PathLike, dtype: Any = None):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder, not a token file")
         if not self.path.is_file():
             raise FileNotFoundError(f"no token file at {self.path}")
-        with open(self.path, "rb") as f:
-            head = f.read(HEADER)
+        where = f"{self.path}: "
+        wanted = None if dtype is None else _int_dtype(dtype, where)
         size = self.path.stat().st_size
-        if head[:8] == MAGIC:
-            version = int.from_bytes(head[8:12], "little")
-            if version != VERSION:
-                raise ValueError(f"{self.path}: token file version {version}; this npgpt reads version {VERSION}")
-            file_dtype = np.dtype(head[12:24].rstrip(b"\0").decode())
-            count = int.from_bytes(head[24:32], "little")
-            if HEADER + count * file_dtype.itemsize != size:
-                raise ValueError(f"{self.path}: header says {count} tokens of {file_dtype}, but the file has "
-                                 f"{size - HEADER} bytes of tokens (truncated or still being written?)")
-            if dtype is not None and np.dtype(dtype) != file_dtype:
-                raise ValueError(f"{self.path}: holds {file_dtype} tokens, not {np.dtype(dtype)}")
-            self.dtype, offset = file_dtype, HEADER
+        with open(self.path, "rb") as f:
+            head = f.read(OLD_HEADER)
+            f.seek(0)
+            if head.startswith(NPY_MAGIC):
+                self.format = "npy"
+                file_dtype, count, offset = self._npy_header(f, where)
+            elif head[:8] == OLD_MAGIC:
+                self.format = "npgpt"
+                file_dtype, count, offset = self._old_header(head, where)
+            else:
+                self.format = "bin"
+                file_dtype, count, offset = self._raw(wanted, size, where), None, 0
+        if count is not None:
+            if offset + count * file_dtype.itemsize != size:
+                raise ValueError(f"{where}the header says {count} tokens of {file_dtype}, but the file has "
+                                 f"{size - offset} bytes of tokens (truncated, or still being written?)")
+            if wanted is not None and wanted != file_dtype:
+                raise ValueError(f"{where}holds {file_dtype} tokens, not {wanted}")
         else:
-            if dtype is None:
+            count = size // file_dtype.itemsize
+        self.dtype = file_dtype
+        self.tokens: np.ndarray
+        if count:
+            self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=offset, shape=(count,))
+        else:  # mmap cannot map zero bytes
+            self.tokens = np.zeros(0, self.dtype)
+            self.tokens.flags.writeable = False
+
+    @staticmethod
+    def _npy_header(f, where: str) -> tuple[np.dtype, int, int]:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy version {version[0]}.{version[1]} (token files are 1.0 or 2.0)")
+        except ValueError as e:
+            raise ValueError(f"{where}not a valid .npy token file: {e}") from None
+        except Exception as e:  # NumPy's parser of the header text lets other errors out (tokenize.TokenError)
+            raise ValueError(f"{where}not a valid .npy token file: {type(e).__name__}: {e}") from None
+        dtype = _int_dtype(dtype, where)
+        if len(shape) != 1:
+            raise ValueError(f"{where}a token file holds a 1-D array, this .npy holds shape {shape}")
+        return dtype, shape[0], f.tell()
+
+    @staticmethod
+    def _old_header(head: bytes, where: str) -> tuple[np.dtype, int, int]:
+        if len(head) < OLD_HEADER:
+            raise ValueError(f"{where}an npgpt token file cut inside its header ({len(head)} bytes)")
+        version = int.from_bytes(head[8:12], "little")
+        if version != 1:
+            raise ValueError(f"{where}npgpt token file version {version}; this npgpt reads version 1")
+        try:
+            name = head[12:24].rstrip(b"\0").decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}the header's dtype is not ASCII: {head[12:24]!r}") from None
+        return _int_dtype(name, where), int.from_bytes(head[24:32], "little"), OLD_HEADER
+
+    def _raw(self, dtype: np.dtype | None, size: int, where: str) -> np.dtype:
+        if dtype is None:
+            if self.path.suffix != ".bin":
                 raise ValueError(
-                    f"{self.path} is not an npgpt token file (no header); if it is a raw token file such as "
-                    "nanoGPT's train.bin, pass its dtype, e.g. TokenFile(path, dtype=np.uint16)"
+                    f"{self.path} is neither a .npy nor an npgpt token file; if it holds raw ids (as nanoGPT's "
+                    "train.bin does), pass their dtype, e.g. TokenFile(path, dtype=np.uint16)"
                 )
-            self.dtype, offset = np.dtype(dtype), 0
-            if size % self.dtype.itemsize:
-                raise ValueError(f"{self.path}: {size} bytes is not a whole number of {self.dtype} tokens")
-            count = size // self.dtype.itemsize
-        self.tokens = (np.memmap(self.path, dtype=self.dtype, mode="r", offset=offset, shape=(count,))
-                       if count else np.zeros(0, self.dtype))
+            dtype = np.dtype(np.uint16)  # nanoGPT's train.bin / val.bin
+        if size % dtype.itemsize:
+            raise ValueError(f"{where}{size} bytes is not a whole number of {dtype} tokens")
+        return dtype
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -172,71 +412,178 @@ class TokenFile:
         return np.asarray(self.tokens, dtype=dtype)
 
     def __repr__(self) -> str:
-        return f"TokenFile({str(self.path)!r}, {len(self):,} tokens of {self.dtype})"
+        return f"TokenFile({str(self.path)!r}, {len(self):,} tokens of {self.dtype}, {self.format})"
 
 
-def tokenize_files(paths: Iterable[str | os.PathLike], out: str | os.PathLike, *, tokenizer: Any = None,
-                   eot: bool = False, num_threads: int | None = None, progress: bool | None = None,
-                   chunk_chars: int = 1 << 20) -> TokenFile:
-    """Encode text files into one token file: streaming, in parallel, in bounded memory.
+# --------------------------------------------------------------------------------------------
+# tokenize_files
 
-    Each file is read in chunks of about `chunk_chars` characters, re-cut where encoding can be split
-    (`npgpt.Encoding.chunk_text`), and groups of chunks are encoded on `num_threads` threads
-    (default: all cores). Memory holds about ``2 * num_threads`` chunks whatever the corpus size.
-    Text that spells ``<|endoftext|>`` is encoded as ordinary text; with `eot`, the real
-    ``<|endoftext|>`` token is written after each file, marking document boundaries. A tqdm bar
-    shows progress on a terminal (`progress` None), always (True) or never (False).
 
-    `tokenizer` is an `npgpt.Encoding` (default: GPT-2). Returns the `TokenFile` written.
+class FileDecodeError(UnicodeDecodeError):
+    """A UnicodeDecodeError that also names the file (`path`), the bad byte's `offset` in it, and the
+    decoder's own words (`problem`, e.g. "invalid start byte")."""
+
+    path: Path
+    offset: int
+    problem: str
+
+
+def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
+    """The text of `path` in pieces, decoded from blocks of bytes exactly (no newline translation).
+
+    A byte that is not UTF-8 raises UnicodeDecodeError whose reason names the file and the byte's
+    offset in it, also given as its ``path`` and ``offset`` attributes (`FileDecodeError`; the
+    decoder's own ``start`` counts from the current block).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes of the file fed to the decoder so far
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            held = len(decoder.getstate()[0])  # bytes of an incomplete character kept from the previous block
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                at = offset - held + e.start
+                err = FileDecodeError("utf-8", e.object, e.start, e.end, f"{e.reason} at byte {at} of {path}")
+                err.path, err.offset, err.problem = path, at, e.reason
+                raise err from None
+            offset += len(data)
+            progress(len(data))
+            if text:
+                yield text
+            if not data:
+                return
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike, *,
+                   tokenizer: Any = None, eot: bool = False, num_threads: int | None = None,
+                   progress: bool | None = None, chunk_chars: int = 1 << 20, format: Format | None = None,
+                   val_fraction: float | None = None) -> TokenFile | tuple[TokenFile, TokenFile]:
+    """Encode text files into one token file (or a train/val pair): streaming, in parallel, in bounded memory.
+
+    Each file is read in blocks of `chunk_chars` bytes, decoded exactly (a file's text is its bytes
+    as UTF-8: ``\\r\\n`` stays ``\\r\\n``), re-cut where encoding can be split (`npgpt.Encoding.chunk_text`),
+    and groups of chunks are encoded on `num_threads` threads (default: all cores). Memory holds
+    about ``2 * num_threads`` chunks whatever the corpus size. Text that spells ``<|endoftext|>`` is
+    encoded as ordinary text; with `eot`, the real ``<|endoftext|>`` token is written after each
+    file, marking document boundaries. A tqdm bar shows progress on a terminal (`progress` None),
+    always (True) or never (False).
+
+    Parameters
+    ----------
+    paths : files of UTF-8 text (or one file). A byte that is not UTF-8 raises UnicodeDecodeError naming the file
+        and the byte offset.
+    out : the token file to write (atomically: see the module docstring). With `val_fraction`, a
+        folder (created if its parent exists) that receives ``train.npy`` and ``val.npy`` (or ``.bin``).
+        It is checked before any work; an output that is also an input is refused.
+    tokenizer : an `npgpt.Encoding` (default: GPT-2).
+    format : "npy", "bin" (raw uint16, nanoGPT's format: needs a vocabulary of at most 65,536 ids),
+        or None: "bin" if `out` ends in ``.bin``, else "npy".
+    val_fraction : float in (0, 1), optional
+        Split as nanoGPT's ``shakespeare/prepare.py`` does (``data[:int(n*0.9)]``), but on tokens:
+        of the ``n`` tokens of all files in order, the first ``int(n * (1 - val_fraction))`` go to
+        ``train``, the rest to ``val``. Every token lands in exactly one file; the document that
+        straddles the cut is split.
+
+    Returns the `TokenFile` written, or ``(train, val)`` with `val_fraction`.
 
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp()
     >>> for name, text in (("a.txt", "hello world"), ("b.txt", "bye")):
     ...     with open(os.path.join(d, name), "w") as f:
     ...         _ = f.write(text)
-    >>> tf = tokenize_files([os.path.join(d, "a.txt"), os.path.join(d, "b.txt")], os.path.join(d, "t.npgpt"),
-    ...                     eot=True, progress=False)
-    >>> tf.tokens.tolist()
+    >>> files = [os.path.join(d, "a.txt"), os.path.join(d, "b.txt")]
+    >>> tokenize_files(files, os.path.join(d, "t.npy"), eot=True, progress=False).tokens.tolist()
     [31373, 995, 50256, 16390, 50256]
+    >>> train, val = tokenize_files(files, os.path.join(d, "split"), eot=True, progress=False, val_fraction=0.4)
+    >>> train.tokens.tolist(), val.tokens.tolist(), train.path.name
+    ([31373, 995, 50256], [16390, 50256], 'train.npy')
     """
-    import sys
-
     from tqdm import tqdm
 
     from npgpt.bpe import get_encoding
 
-    tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
-    paths = [Path(p) for p in paths]
-    for p in paths:
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be an int >= 1 (or None for all cores), got {num_threads!r}")
+    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
+        raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
+    if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
+        raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
+    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]  # one file, or many
+    if not files:
+        raise ValueError("no input files")
+    for p in files:
         if not p.is_file():
             raise FileNotFoundError(f"no such file: {p}")
+    out = Path(out)
+    if val_fraction is None:
+        fmt = _format_of(out, format)
+        outputs = [out]
+    else:
+        fmt = _format_of(Path("x.npy"), format)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"with a validation split, out names a folder; {out} is a file")
+        outputs = [out / f"train.{fmt}", out / f"val.{fmt}"]
+    for o in outputs:
+        for p in files:
+            if _same_file(o, p):
+                raise ValueError(f"the output {o} is also an input ({p}); an input is never overwritten")
+    tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
+    dtype = tok.token_dtype
+    if fmt == "bin":
+        if tok.n_vocab > 2**16:
+            raise ValueError(f"format 'bin' holds uint16 ids (nanoGPT's format); {tok.name} has {tok.n_vocab:,} "
+                             "ids: use format 'npy'")
+        dtype = np.dtype(np.uint16)
+    if val_fraction is not None and not out.is_dir():
+        _check_output(out)
+        out.mkdir()
     threads = num_threads or os.cpu_count() or 1
     eot_id = tok.eot_token if eot else None
     disable = (not sys.stderr.isatty()) if progress is None else not progress
-    total = sum(p.stat().st_size for p in paths)
-    with TokenWriter(out, tok.token_dtype) as writer, tqdm(total=total, unit="B", unit_scale=True,
-                                                            desc="tokenize", disable=disable) as bar:
-        pending: list[str | None] = []  # text chunks in order; None marks a document end
+    total = sum(p.stat().st_size for p in files)
+    writers: list[TokenWriter] = []
+    try:
+        for o in outputs:  # opened now: a bad `out` fails before the work
+            writers.append(TokenWriter(o, dtype, fmt))
+        writer = writers[0]
+        with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", disable=disable) as bar:
+            pending: list[str | None] = []  # text chunks in order; None marks a document end
 
-        def flush() -> None:
-            texts = [c for c in pending if c is not None]
-            arrays = iter(tok.encode_batch_to_numpy(texts, num_threads=threads, disallowed_special=()))
-            for c in pending:
-                writer.write(next(arrays) if c is not None else np.array([eot_id]))
-            pending.clear()
+            def flush() -> None:
+                texts = [c for c in pending if c is not None]
+                arrays = iter(tok.encode_batch_to_numpy(texts, num_threads=threads, disallowed_special=()))
+                for c in pending:
+                    writer.write(next(arrays) if c is not None else np.array([eot_id]))
+                pending.clear()
 
-        for path in paths:
-            with open(path, encoding="utf-8") as f:
-                def read(f=f):
-                    while text := f.read(chunk_chars):
-                        bar.update(len(text.encode("utf-8", "surrogatepass")))
-                        yield text
-
-                for chunk in tok.chunk_text(read(), disallowed_special=(), chunk_chars=chunk_chars):
+            for path in files:
+                text = _read_utf8(path, chunk_chars, bar.update)
+                for chunk in tok.chunk_text(text, disallowed_special=(), chunk_chars=chunk_chars):
                     pending.append(chunk)
                     if len(pending) >= 2 * threads:
                         flush()
-            if eot:
-                pending.append(None)
-        flush()
-    return TokenFile(out)
+                if eot:
+                    pending.append(None)
+            flush()
+        if val_fraction is not None:
+            writer.move_tail(int(writer.count * (1 - val_fraction)), writers[1])
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    for w in writers:
+        w.close()
+    written = [TokenFile(o, dtype=dtype) for o in outputs]
+    return written[0] if val_fraction is None else (written[0], written[1])

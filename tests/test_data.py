@@ -1,14 +1,15 @@
-"""Sliding windows, the book's dataset and loader, token files (npgpt.data)."""
+"""Sliding windows, the book's dataset and loader (npgpt.data). Token files: tests/test_token_files.py."""
+
+import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import npgpt
 from npgpt import reference
 from npgpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1, sliding_windows
-from npgpt.token_files import TokenFile, TokenWriter, write_tokens
 
 # seeds/000: create_dataloader_v1(the-verdict, batch_size=8, max_length=4, stride=4, shuffle=False)
 SEED_BATCH0_X = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257, 7026], [15632, 438, 2016, 257],
@@ -19,6 +20,15 @@ SEED_BATCH1_X = [[287, 262, 6001, 286], [465, 13476, 11, 339], [550, 5710, 465, 
                  [27075, 11, 290, 4920], [2241, 287, 257, 4489], [64, 319, 262, 34686], [41976, 13, 357, 10915]]
 SEED_BATCH1_Y = [[262, 6001, 286, 465], [13476, 11, 339, 550], [5710, 465, 12036, 11], [6405, 257, 5527, 27075],
                  [11, 290, 4920, 2241], [287, 257, 4489, 64], [319, 262, 34686, 41976], [13, 357, 10915, 314]]
+# The first 65 ids of the-verdict, read off the seed batches (stride 4 = max_length: the rows tile the text).
+SEED_IDS = [t for row in SEED_BATCH0_X + SEED_BATCH1_X for t in row] + [SEED_BATCH1_Y[-1][-1]]
+
+
+def pydoc_text() -> str:
+    """Text every Python has."""
+    from npgpt.cli import default_text
+
+    return default_text()[1]
 
 
 def test_seed_batches(verdict):
@@ -29,6 +39,21 @@ def test_seed_batches(verdict):
     assert x.tolist() == SEED_BATCH0_X and y.tolist() == SEED_BATCH0_Y
     x, y = next(batches)
     assert x.tolist() == SEED_BATCH1_X and y.tolist() == SEED_BATCH1_Y
+
+
+def test_seed_batches_without_the_corpus(enc):
+    # The seed's ids are facts; the text they decode to is the start of the-verdict. Encoding it again and
+    # batching it as the book does must give the seed's batches, on any machine.
+    text = enc.decode(SEED_IDS)
+    assert enc.encode(text) == SEED_IDS
+    batches = iter(create_dataloader_v1(text, batch_size=8, max_length=4, stride=4, shuffle=False))
+    x, y = next(batches)
+    assert x.tolist() == SEED_BATCH0_X and y.tolist() == SEED_BATCH0_Y and x.dtype == np.int64
+    x, y = next(batches)
+    assert x.tolist() == SEED_BATCH1_X and y.tolist() == SEED_BATCH1_Y
+    x, y = next(iter(create_dataloader_v1(text, batch_size=2, max_length=4, stride=1, shuffle=False)))
+    assert x.tolist() == [[40, 367, 2885, 1464], [367, 2885, 1464, 1807]]
+    assert y.tolist() == [[367, 2885, 1464, 1807], [2885, 1464, 1807, 3619]]
 
 
 def test_seed_stride_one(verdict):
@@ -49,6 +74,16 @@ def test_dataset_with_tiktoken_like_tokenizer(verdict):
     assert ds[-1][1].tolist() == ds.token_ids[(len(ds) - 1) * 128 + 1 : (len(ds) - 1) * 128 + 257].tolist()
 
 
+def test_loader_on_pydoc_equals_the_books_loop(enc):
+    text = pydoc_text()
+    ids = enc.encode(text, allowed_special={"<|endoftext|>"})
+    xs, ys = reference.sliding_windows(ids, 256, 128)
+    loader = create_dataloader_v1(text, batch_size=8, max_length=256, stride=128, shuffle=False, drop_last=False)
+    batches = list(loader)
+    assert np.concatenate([x for x, _ in batches]).tolist() == xs
+    assert np.concatenate([y for _, y in batches]).tolist() == ys
+
+
 @given(st.lists(st.integers(0, 60000), max_size=300), st.integers(1, 40), st.integers(1, 40))
 def test_windows_equal_naive_slicing(ids, max_length, stride):
     arr = np.array(ids, dtype=np.uint16)
@@ -61,28 +96,69 @@ def test_windows_equal_naive_slicing(ids, max_length, stride):
         assert not x.flags.writeable and not y.flags.writeable
 
 
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=50), st.integers(1, 5), st.integers(1, 5))
+def test_windows_of_lists_never_wrap(ids, max_length, stride):
+    x, y = sliding_windows(ids, max_length, stride)
+    xs, ys = reference.sliding_windows(ids, max_length, stride)
+    assert x.tolist() == xs and y.tolist() == ys
+
+
+def test_big_ids_are_kept_exactly():
+    x, y = sliding_windows([2**32 + 7, 1, 2, 3], 2, 1)
+    assert x.tolist() == [[2**32 + 7, 1], [1, 2]] and y[0].tolist() == [1, 2]
+    with pytest.raises(ValueError, match=str(2**64)):
+        sliding_windows([1, 2**64, 3], 1, 1)
+    with pytest.raises(ValueError, match=">= 0, got -2"):
+        sliding_windows([1, -2, 3], 1, 1)
+
+
 @given(st.integers(2, 300), st.integers(1, 20), st.integers(1, 20), st.integers(1, 7), st.integers(0, 2**32),
-       st.booleans())
-def test_shuffled_epochs_are_permutations(n, max_length, stride, batch_size, seed, drop_last):
-    if n <= max_length:
-        return
+       st.booleans(), st.integers(1, 3))
+def test_shuffled_epochs_are_permutations(n, max_length, stride, batch_size, seed, drop_last, world_size):
+    assume(n > max_length)
     ds = GPTDatasetV1.from_token_ids(np.arange(n, dtype=np.uint32), max_length, stride)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed)
-    epochs = []
-    for _ in range(3):
-        batches = list(loader)  # one iteration = one epoch
-        starts = [int(row[0]) // stride for x, _ in batches for row in x]
-        assert len({len(x) for x, _ in batches} - {batch_size}) <= (0 if drop_last else 1)
-        if not drop_last:
-            assert sorted(starts) == list(range(len(ds)))  # every window once
-        epochs.append(starts)
-        assert len(batches) == len(loader)
-    if len(ds) >= 6:
-        assert epochs[0] != epochs[1] or epochs[1] != epochs[2]  # epochs differ
+    loaders = [DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed,
+                          rank=r, world_size=world_size) for r in range(world_size)]
+    shard = len(ds) // world_size
+    last_rank_starts = []
+    for epoch in range(3):
+        seen = []
+        for loader in loaders:
+            batches = list(loader)  # one iteration = one epoch
+            assert len(batches) == len(loader) == (shard // batch_size if drop_last else -(-shard // batch_size))
+            assert all(len(x) == batch_size for x, _ in batches[:-1])
+            if batches and drop_last:
+                assert len(batches[-1][0]) == batch_size
+            starts = [int(row[0]) // stride for x, _ in batches for row in x]
+            assert all(np.array_equal(y, x + 1) for x, y in batches)  # targets: inputs shifted by one
+            # exactly the epoch's order (a permutation of the windows, this rank's shard), cut to whole batches
+            order = loader.indices(epoch)
+            assert sorted(order.tolist()) == sorted(set(order.tolist())) and len(order) == shard
+            assert starts == order[: len(starts)].tolist()
+            assert len(starts) == (shard - shard % batch_size if drop_last else shard)
+            seen += order.tolist()
+        last_rank_starts.append(starts)
+        # the ranks' shards are disjoint, and together cover all windows but len(ds) % world_size
+        assert len(set(seen)) == len(seen) == len(ds) - len(ds) % world_size
     # reproducible: the same seed and epoch give the same order
-    again = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed)
+    again = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=drop_last, seed=seed,
+                       rank=world_size - 1, world_size=world_size)
     again.set_epoch(1)
-    assert [int(r[0]) // stride for x, _ in again for r in x] == epochs[1]
+    assert [int(r[0]) // stride for x, _ in again for r in x] == last_rank_starts[1]
+
+
+def test_epochs_are_shuffled_differently():
+    # Fixed seeds, not hypothesis: each seed's orders are fixed, so this cannot turn red at random.
+    ds = GPTDatasetV1.from_token_ids(np.arange(201), max_length=1, stride=4)  # 50 windows
+    for seed in range(20):
+        loader = DataLoader(ds, batch_size=5, shuffle=True, seed=seed)
+        epochs = [np.concatenate([x[:, 0] for x, _ in loader]).tolist() for _ in range(3)]
+        assert all(sorted(e) == list(range(0, 200, 4)) for e in epochs)
+        assert epochs[0] != epochs[1] != epochs[2] != epochs[0]
+        assert epochs[0] != sorted(epochs[0])
+    a = [x.tolist() for x, _ in DataLoader(ds, batch_size=5, shuffle=True, seed=1)]
+    b = [x.tolist() for x, _ in DataLoader(ds, batch_size=5, shuffle=True, seed=2)]
+    assert a != b
 
 
 @given(st.integers(1, 200), st.integers(1, 5), st.booleans(), st.integers(0, 100))
@@ -96,59 +172,104 @@ def test_shards_are_disjoint_equal_and_cover(n_windows, world_size, shuffle, see
     assert len(seen) == n_windows - n_windows % world_size  # cover all but the remainder
 
 
-def test_batches_without_shuffle_are_views(verdict):
-    ds = GPTDatasetV1(verdict, npgpt.get_encoding("gpt2"), 32, 16)
+@given(st.lists(st.integers(0, 50256), min_size=2, max_size=200), st.integers(1, 12), st.integers(1, 12),
+       st.integers(1, 5), st.booleans(), st.sampled_from([np.int64, np.int32, np.uint16, None]))
+def test_batches_equal_the_books_windows(ids, max_length, stride, batch_size, shuffle, dtype):
+    assume(len(ids) > max_length)
+    ds = GPTDatasetV1.from_token_ids(ids, max_length, stride)
+    xs, ys = reference.sliding_windows(ids, max_length, stride)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, seed=0, dtype=dtype)
+    order = loader.indices(0)
+    batches = list(loader)
+    got_x = [row for x, _ in batches for row in x.tolist()]
+    got_y = [row for _, y in batches for row in y.tolist()]
+    assert got_x == [xs[i] for i in order] and got_y == [ys[i] for i in order]
+    for x, y in batches:
+        assert x.dtype == (ds.token_ids.dtype if dtype is None else dtype) == y.dtype
+        if dtype is None and not shuffle:
+            assert not x.flags.writeable and not y.flags.writeable  # zero-copy views, which overlap
+        else:
+            assert x.flags.writeable and x.flags.c_contiguous and not np.shares_memory(x, y)
+    items = [ds[i] for i in range(len(ds))]
+    assert [x.tolist() for x, _ in items] == xs and [y.tolist() for _, y in items] == ys
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, None])
+def test_writing_x_never_changes_y(shuffle, dtype):
+    ds = GPTDatasetV1.from_token_ids(np.arange(50256, 50256 - 40, -1), max_length=4, stride=2)
+    x, y = next(iter(DataLoader(ds, batch_size=3, shuffle=shuffle, seed=0, dtype=dtype)))
+    before = y.copy()
+    if dtype is None and not shuffle:
+        assert np.shares_memory(x, ds.token_ids)  # zero copy, so read only
+        with pytest.raises(ValueError, match="read-only"):
+            x[0, 1] = -100
+    else:
+        x[0, 1] = 7
+        x[:] = 0
+        assert np.array_equal(y, before)
+    ds2 = GPTDatasetV1.from_token_ids(np.arange(20), max_length=4, stride=2)
+    inp, tgt = ds2[0]
+    inp[1] = -100
+    assert tgt[0] == 1 and ds2.token_ids[1] == 1
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int8, np.uint8])
+def test_narrow_dtypes_that_would_wrap_are_refused(dtype):
+    ds = GPTDatasetV1.from_token_ids([5, 50256, 7, 9, 11], max_length=2, stride=1)
+    with pytest.raises(ValueError, match=f"dtype {np.dtype(dtype)} cannot hold token id 50256"):
+        DataLoader(ds, dtype=dtype)
+    with pytest.raises(ValueError, match="cannot hold token id 50256"):
+        GPTDatasetV1.from_token_ids([5, 50256, 7, 9, 11], max_length=2, stride=1, dtype=dtype)
+    with pytest.raises(ValueError, match="cannot hold token id 50256"):
+        create_dataloader_v1("hello world<|endoftext|> and more words here", max_length=2, stride=1, dtype=dtype)
+
+
+def test_narrow_dtypes_that_fit_are_exact():
+    ids = np.array([5, 100, 7, 9, 11, 120], dtype=np.int64)
+    ds = GPTDatasetV1.from_token_ids(ids, max_length=2, stride=1, dtype=np.int8)
+    assert ds[0][0].tolist() == [5, 100] and ds[0][0].dtype == np.int8
+    loader = DataLoader(ds, batch_size=2, dtype=np.int8)
+    assert next(iter(loader))[1].tolist() == [[100, 7], [7, 9]]
+    ids[2] = 300  # the caller still holds the array: a later change is caught, never wrapped
+    with pytest.raises(ValueError, match="cannot hold token id 300"):
+        next(iter(loader))
+    with pytest.raises(ValueError, match="cannot hold token id 300"):
+        ds[1]
+
+
+def test_dataset_items_are_what_torch_takes(enc):
+    ds = GPTDatasetV1("I HAD always thought Jack Gisburn rather a cheap genius", enc, 4, 1)
+    assert ds.token_ids.dtype == np.uint16 and np.shares_memory(ds.inputs, ds.token_ids)
+    assert not ds.inputs.flags.writeable  # the windows stay zero-copy views
+    x, y = ds[0]
+    assert x.dtype == np.int64 == y.dtype and x.flags.writeable and x.flags.c_contiguous
+    assert not np.shares_memory(x, ds.token_ids) and not np.shares_memory(x, y)
+    assert x.tolist() == [40, 367, 2885, 1464]
+    x32, _ = GPTDatasetV1("I HAD always thought Jack Gisburn", enc, 4, 1, dtype=np.int32)[1]
+    assert x32.dtype == np.int32 and x32.tolist() == [367, 2885, 1464, 1807]
+    view, _ = GPTDatasetV1("I HAD always thought Jack Gisburn", enc, 4, 1, dtype=None)[0]
+    assert view.dtype == np.uint16 and not view.flags.writeable
+
+
+def test_torch_dataloader_and_embedding_take_the_items(enc):
+    torch = pytest.importorskip("torch", reason="torch is optional: the book's torch.utils.data.DataLoader path")
+    ds = GPTDatasetV1("I HAD always thought Jack Gisburn rather a cheap genius", enc, 4, 1)
+    emb = torch.nn.Embedding(50257, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about non-writable arrays: there must be none
+        xb, _yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, shuffle=True)))
+        assert xb.dtype == torch.int64 and emb(xb).shape == (2, 4, 3)
+        x, y = next(iter(DataLoader(ds, batch_size=2, shuffle=True, seed=0)))
+        assert torch.from_numpy(x).dtype == torch.int64 and emb(torch.from_numpy(y)).shape == (2, 4, 3)
+
+
+def test_batches_without_shuffle_are_views():
+    ds = GPTDatasetV1.from_token_ids(np.arange(500, dtype=np.uint16), 32, 16)
     x, _y = next(iter(DataLoader(ds, batch_size=4, dtype=None)))
     assert np.shares_memory(x, ds.token_ids) and x.dtype == np.uint16
     x, _ = next(iter(DataLoader(ds, batch_size=4, shuffle=True, seed=0, dtype=np.int32)))
     assert x.dtype == np.int32 and not np.shares_memory(x, ds.token_ids)
-
-
-def test_token_file_roundtrip(tmp_path):
-    ids = np.random.default_rng(0).integers(0, 50257, 10_000).astype(np.uint16)
-    path = write_tokens(tmp_path / "t.npgpt", ids)
-    tf = TokenFile(path)
-    assert tf.dtype == np.uint16 and len(tf) == 10_000 and isinstance(tf.tokens, np.memmap)
-    assert np.array_equal(np.asarray(tf), ids)
-    ds = GPTDatasetV1.from_token_ids(tf, max_length=64, stride=32)
-    assert np.shares_memory(ds.inputs, tf.tokens)  # windows straight on the memmap
-    assert ds[3][0].tolist() == ids[96:160].tolist()
-    big = write_tokens(tmp_path / "big.npgpt", [1, 70000])
-    assert TokenFile(big).dtype == np.uint32
-
-
-@given(st.lists(st.integers(0, 2**16 - 1), max_size=200), st.integers(1, 5))
-def test_token_writer_roundtrip(tmp_path_factory, ids, parts):
-    path = tmp_path_factory.mktemp("tw") / "t.npgpt"
-    with TokenWriter(path, np.uint16) as w:
-        for chunk in np.array_split(np.array(ids, dtype=np.uint16), parts):
-            w.write(chunk)
-    assert TokenFile(path).tokens.tolist() == ids
-
-
-def test_raw_nanogpt_bin(tmp_path):
-    ids = np.arange(1000, dtype=np.uint16)
-    raw = tmp_path / "train.bin"
-    ids.tofile(raw)
-    with pytest.raises(ValueError, match="pass its dtype"):
-        TokenFile(raw)
-    assert TokenFile(raw, dtype=np.uint16).tokens[-1] == 999
-
-
-def test_token_file_errors(tmp_path):
-    path = write_tokens(tmp_path / "t.npgpt", [1, 2, 3])
-    with pytest.raises(ValueError, match="holds uint16"):
-        TokenFile(path, dtype=np.uint32)
-    path.write_bytes(path.read_bytes()[:-2])  # truncated
-    with pytest.raises(ValueError, match="truncated"):
-        TokenFile(path)
-    with pytest.raises(FileNotFoundError):
-        TokenFile(tmp_path / "missing")
-    (tmp_path / "odd.bin").write_bytes(b"abc")
-    with pytest.raises(ValueError, match="whole number"):
-        TokenFile(tmp_path / "odd.bin", dtype=np.uint16)
-    with TokenWriter(tmp_path / "w.npgpt", np.uint16) as w, pytest.raises(ValueError, match="70000"):
-        w.write([70000])
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -169,26 +290,19 @@ def test_loader_errors():
         DataLoader(ds, batch_size=0)
     with pytest.raises(ValueError, match=r"rank must be an int in \[0, 2\), got 2"):
         DataLoader(ds, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        DataLoader(ds, seed=-1)
+    with pytest.raises(TypeError, match="integer dtype or None, got float32"):
+        DataLoader(ds, dtype=np.float32)
+    with pytest.raises(TypeError, match="integer NumPy dtype"):
+        DataLoader(ds, dtype="no such dtype")
     with pytest.raises(IndexError, match="index 4 out of range for 4 windows"):
         ds[4]
     with pytest.raises(TypeError, match="encode"):
         GPTDatasetV1("text", object(), 4, 1)
-    with pytest.raises(ValueError, match="token ids must be >= 0"):
-        sliding_windows([1, -2, 3], 1, 1)
+    with pytest.raises(TypeError, match="not str: encode the text first"):
+        sliding_windows("some text", 1, 1)
+    with pytest.raises(TypeError, match=r"integers, got 1\.0"):
+        sliding_windows([1.0, 2.0, 3.0], 1, 1)
     with pytest.raises(ValueError, match="num_workers"):
         create_dataloader_v1("some text here", num_workers=-1)
-
-
-def test_tokenize_files_matches_encode(tmp_path, verdict):
-    from npgpt.cli import main
-
-    enc = npgpt.get_encoding("gpt2")
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a.write_text(verdict, encoding="utf-8")
-    b.write_text("Привет, мир! <|endoftext|> 你好" * 500, encoding="utf-8")
-    tf = npgpt.tokenize_files([a, b], tmp_path / "t.npgpt", eot=True, num_threads=2, chunk_chars=1000)
-    expected = [*enc.encode(verdict), 50256, *enc.encode(b.read_text("utf-8"), disallowed_special=()), 50256]
-    assert tf.tokens.tolist() == expected
-    assert main(["tokenize", str(a), "--out", str(tmp_path / "c.npgpt")]) == 0
-    assert TokenFile(tmp_path / "c.npgpt").tokens.tolist() == enc.encode(verdict)
-    assert main(["tokenize", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "d.npgpt")]) == 2
