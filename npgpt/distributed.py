@@ -1,0 +1,116 @@
+"""Past one machine: tokenize shards and count pre-tokens on a Dask cluster.
+
+A corpus larger than one machine (FineWeb-scale) comes as many shard files. Both corpus jobs split
+cleanly along shards:
+
+- **tokenize** is a map: each worker encodes its shards into token files of its own
+  (`npgpt.tokenize_files`, one ``.npy`` or ``.bin`` per shard), and the client writes an index
+  (shard -> file, number of tokens) once all are done. Text never crosses the network: a worker
+  reads its shard from storage every worker sees (a shared file system or object store mount) and
+  writes its token file there.
+- **training** is a map-reduce, then a loop: workers count the distinct pre-tokens of their shards
+  (map), the counts are merged pairwise on the workers (reduce), and the client runs the merge loop
+  on the merged counts (`npgpt.bpe.train`). What moves over the network is counts -- each distinct
+  pre-token once with its count, a few MB even for terabytes of text -- never the text. The merges
+  are exactly those of single-machine ``train_bpe`` on the same files.
+
+Cost model, per worker: tokenizing runs at the encoder's speed (tens of MB/s per core) and writes
+2 bytes per token (~0.6 bytes per byte of English text); counting runs at the scanner's speed. The
+client's merge loop depends only on the number of distinct pre-tokens, not on the corpus size.
+
+Dask is an optional dependency (``pip install npgpt[dask]``); importing `npgpt` never imports it.
+
+Example
+-------
+>>> from dask.distributed import Client, LocalCluster            # doctest: +SKIP
+>>> client = Client(LocalCluster(n_workers=2))                   # doctest: +SKIP
+>>> index = tokenize(["shard-000.txt", "shard-001.txt"], "tokens/", client=client)  # doctest: +SKIP
+>>> index["tokens"], index["shards"][0]["file"]                  # doctest: +SKIP
+(523114, '00000-shard-000.npy')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["connect", "tokenize"]
+
+INDEX = "index.json"
+
+
+def connect(scheduler: str | Any | None = None) -> Any:
+    """A ``dask.distributed.Client``: `scheduler` may be one already, an address (``"tcp://host:8786"``),
+    or None for a local cluster with one worker process per core."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("npgpt.distributed needs Dask: pip install 'npgpt[dask]' (dask[distributed])") from None
+    if scheduler is None:
+        return Client(LocalCluster(threads_per_worker=1, dashboard_address=None))
+    if isinstance(scheduler, str):
+        return Client(scheduler)
+    return scheduler
+
+
+def _encoding_spec(tokenizer: Any) -> Any:
+    # A name travels as a name (each worker loads GPT-2's files once); an Encoding pickles as its
+    # vocabulary and merges.
+    return "gpt2" if tokenizer is None else tokenizer
+
+
+def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: str) -> int:
+    import npgpt
+
+    enc = npgpt.get_encoding(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    return len(npgpt.tokenize_files([shard], out, tokenizer=enc, eot=eot, num_threads=1, progress=False, format=fmt))
+
+
+def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, client: Any = None,
+             tokenizer: Any = None, eot: bool = False, format: str = "npy") -> dict:
+    """Encode each shard into its own token file in `out_dir`, on a Dask cluster; return the index.
+
+    Parameters
+    ----------
+    shards : paths of UTF-8 text files that every worker can read.
+    out_dir : a folder every worker can write (created if missing); it receives
+        ``NNNNN-<shard stem>.npy`` (or ``.bin``) per shard and ``index.json``.
+    client : a ``dask.distributed.Client``, a scheduler address, or None for a local cluster.
+    tokenizer : an encoding name (default ``"gpt2"``) or an `npgpt.Encoding`.
+    eot : write ``<|endoftext|>`` after each shard.
+    format : ``"npy"`` (default) or ``"bin"`` (nanoGPT's raw uint16).
+
+    Returns the index written to ``out_dir/index.json``: ``{"encoding", "format", "tokens",
+    "shards": [{"source", "file", "tokens"}, ...]}`` in shard order. Concatenating the shard files
+    in that order gives exactly ``tokenize_files(shards, ...)``'s tokens.
+    """
+    paths = [Path(s) for s in ([shards] if isinstance(shards, (str, os.PathLike)) else shards)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such shard: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:]
+                                                                  else ""))
+    if format not in ("npy", "bin"):
+        raise ValueError(f"format must be 'npy' or 'bin', got {format!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"{k:05d}-{p.stem}.{format}" for k, p in enumerate(paths)]
+    client = connect(client)
+    spec = _encoding_spec(tokenizer)
+    futures = client.map(_tokenize_shard, [str(p.resolve()) for p in paths], [str((out / n).resolve()) for n in names],
+                         tokenizer=spec, eot=eot, fmt=format, pure=False)
+    counts = client.gather(futures)
+    index = {
+        "encoding": spec if isinstance(spec, str) else spec.name,
+        "format": format,
+        "tokens": int(sum(counts)),
+        "shards": [{"source": str(p), "file": n, "tokens": int(c)} for p, n, c in zip(paths, names, counts, strict=True)],
+    }
+    tmp = out / f".{INDEX}.tmp"
+    tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
+    os.replace(tmp, out / INDEX)  # the index appears only when every shard is written
+    return index

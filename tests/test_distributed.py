@@ -1,0 +1,60 @@
+"""npgpt.distributed on a real 2-worker LocalCluster: the same tokens and merges as on one machine."""
+
+import json
+
+import numpy as np
+import pytest
+
+import npgpt
+from tests.conftest import pydoc_text
+
+distributed = pytest.importorskip("dask.distributed", reason="Dask is an optional extra: pip install -e .[dask]")
+from npgpt import distributed as dist  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    text = pydoc_text()[:300_000]
+    paths = []
+    for k in range(5):
+        path = folder / f"shard-{k}.txt"
+        path.write_text(text[k * 60_000 : (k + 1) * 60_000], encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_tokenize_shards_equals_one_machine(client, shards, tmp_path):
+    index = dist.tokenize(shards, tmp_path / "out", client=client, eot=True)
+    whole = npgpt.tokenize_files(shards, tmp_path / "whole.npy", eot=True, progress=False).tokens
+    parts = [np.load(tmp_path / "out" / s["file"]) for s in index["shards"]]
+    assert np.array_equal(np.concatenate(parts), whole)
+    assert index["tokens"] == len(whole) and [s["tokens"] for s in index["shards"]] == [len(p) for p in parts]
+    assert json.loads((tmp_path / "out" / "index.json").read_text()) == index
+    assert [s["source"] for s in index["shards"]] == [str(p) for p in shards]
+
+
+def test_tokenize_bin_and_a_custom_encoding(client, shards, tmp_path):
+    enc = npgpt.train_bpe([pydoc_text()[:20_000]], 300, progress=False)
+    index = dist.tokenize(shards[:2], tmp_path / "bin", client=client, tokenizer=enc, format="bin")
+    for shard, entry in zip(shards[:2], index["shards"], strict=True):  # each shard is a document of its own
+        got = np.fromfile(tmp_path / "bin" / entry["file"], np.uint16)
+        assert got.tolist() == enc.encode(shard.read_text("utf-8"), disallowed_special=())
+
+
+def test_tokenize_refuses_bad_arguments(client, shards, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        dist.tokenize([tmp_path / "nope.txt"], tmp_path / "o", client=client)
+    with pytest.raises(ValueError, match="format"):
+        dist.tokenize(shards, tmp_path / "o", client=client, format="csv")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        dist.tokenize(shards, tmp_path / "f", client=client)
