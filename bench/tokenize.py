@@ -65,9 +65,9 @@ def run(kind: str, path: Path, out: Path, threads: int, pin: bool) -> dict:
 def dask_rows(path: Path, tmp: Path, rounds: int) -> list[list[str]]:
     """Shards on a 2-worker LocalCluster vs the same shards in one process, when Dask is installed."""
     try:
-        import dask  # noqa: F401
-        import npgpt.distributed as dist
         from dask.distributed import Client, LocalCluster
+
+        import npgpt.distributed as dist
     except ImportError as e:
         return [["Dask", f"not run: {e}", "", ""]]
     import time

@@ -108,7 +108,8 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
         "encoding": spec if isinstance(spec, str) else spec.name,
         "format": format,
         "tokens": int(sum(counts)),
-        "shards": [{"source": str(p), "file": n, "tokens": int(c)} for p, n, c in zip(paths, names, counts, strict=True)],
+        "shards": [{"source": str(p), "file": n, "tokens": int(c)}
+                   for p, n, c in zip(paths, names, counts, strict=True)],
     }
     tmp = out / f".{INDEX}.tmp"
     tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
