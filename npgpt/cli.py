@@ -211,6 +211,9 @@ def cmd_tokenize(args) -> None:
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
         raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {args.val_fraction}")
     enc = _encoding(args)
+    if args.scheduler:
+        _tokenize_on_dask(args, enc)
+        return
     try:
         written = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads,
                                        format=args.format, val_fraction=args.val_fraction)
@@ -222,6 +225,27 @@ def cmd_tokenize(args) -> None:
         raise UserError(str(e).splitlines()[0] if str(e) else repr(e)) from None
     for tf in written if isinstance(written, tuple) else (written,):
         print(f"wrote {len(tf):,} tokens ({tf.dtype}, {tf.format}) to {tf.path}")
+
+
+def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
+    if args.val_fraction is not None:
+        raise UserError("--val-fraction does not go with --scheduler (each shard gets a token file of its own)")
+    out = _writable_folder("--out", args.out)
+    for f in args.files:
+        if not Path(f).is_file():
+            raise UserError(f"no such file: {f}")
+    try:
+        from npgpt import distributed
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    try:
+        client = distributed.connect(args.scheduler)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise UserError(f"--scheduler {args.scheduler}: cannot connect ({e})") from None
+    with client:
+        index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
+                                     format=args.format or "npy")
+    print(f"wrote {index['tokens']:,} tokens in {len(index['shards'])} shard files and {out / 'index.json'}")
 
 
 # Background colours for `show`: six soft ones, so that neighbouring tokens always differ.
@@ -331,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write OUT/train and OUT/val: the last fraction F of the tokens is val (nanoGPT: 0.1)")
     p.add_argument("--eot", action="store_true", help="write <|endoftext|> after each file")
     p.add_argument("--threads", type=int, default=None, help="encoding threads (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster (npgpt[dask]); FILES are shards every worker can read, --out a "
+                        "folder that receives one token file per shard and index.json")
     return parser
 
 

@@ -58,3 +58,15 @@ def test_tokenize_refuses_bad_arguments(client, shards, tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         dist.tokenize(shards, tmp_path / "f", client=client)
+
+
+def test_cli_tokenize_with_a_scheduler(client, shards, tmp_path, capsys):
+    from npgpt.cli import main
+
+    address = client.scheduler.address
+    assert main(["tokenize", *map(str, shards[:2]), "--out", str(tmp_path / "o"), "--scheduler", address]) == 0
+    assert "in 2 shard files" in capsys.readouterr().out
+    index = json.loads((tmp_path / "o" / "index.json").read_text())
+    assert [s["file"] for s in index["shards"]] == ["00000-shard-0.npy", "00001-shard-1.npy"]
+    assert main(["tokenize", str(shards[0]), "--out", str(tmp_path / "p"), "--scheduler", address,
+                 "--val-fraction", "0.1"]) == 2
