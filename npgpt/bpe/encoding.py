@@ -5,15 +5,20 @@ is a token, and training has learned which adjacent tokens to merge into bigger 
 Encoding a text is therefore:
 
 1. split special tokens such as ``<|endoftext|>`` out of the text, where they are allowed;
-2. pre-tokenize every other stretch of text (`npgpt.bpe.pretokenize`);
-3. encode each piece's bytes with the merge loop (`npgpt.bpe.merge_kernels`, a numba kernel);
+2. cut every other stretch of text into pieces with the pre-tokenization pattern (GPT-2's runs on the
+   numba scanner `npgpt.bpe.pretokenize_kernels`, the twin of `npgpt.bpe.pretokenize.split`; any
+   other pattern on the `regex` module);
+3. encode each piece's bytes with the merge loop (`npgpt.bpe.merge_kernels`, a numba kernel),
+   inside the same kernel call, so that pieces never become Python objects;
 
 and decoding is just concatenating the tokens' bytes and reading them as UTF-8.
 
-`Encoding` has the same names and behaviour as ``tiktoken.Encoding``, so code written for
-``tiktoken.get_encoding("gpt2")`` runs on ``npgpt.get_encoding("gpt2")``. Beyond tiktoken it can be
-built from any vocabulary and merge list, saved in GPT-2's or tiktoken's file format, and it encodes
-streams of text in bounded memory (`Encoding.encode_iterable`).
+`Encoding` has tiktoken's methods, with tiktoken's results and exception types, so code written for
+``tiktoken.get_encoding("gpt2")`` runs on ``npgpt.get_encoding("gpt2")`` (one difference:
+`encode_to_numpy` returns uint16 when every id fits, where tiktoken always returns uint32). Beyond
+tiktoken it can be built from any vocabulary and merge list (checked: `npgpt.bpe.vocab_files`),
+saved in GPT-2's or tiktoken's file format, and it encodes streams of text in bounded memory
+(`Encoding.encode_iterable`).
 
 Example
 -------
