@@ -4,7 +4,7 @@
     python bench/run.py --quick          # a smoke test on small samples: written to bench/quick/, marked QUICK
     python bench/run.py PATHS --out DIR  # other texts, another folder
 
-Each script (`encode.py`, `train.py`, `tokenize.py`, `windows.py`, `embedding.py`) also runs alone
+Each script (`encode.py`, `train.py`, `tokenize_files.py`, `windows.py`, `embedding.py`) also runs alone
 and writes its own section of RESULTS.md. The summary printed at the end lists every headline figure
 with the target the issues set for it and whether it is met. A quick run's ratios mean little (tiny
 inputs, few rounds), so it never overwrites the committed report.
@@ -25,7 +25,7 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = [n for n in ("encode", "train", "tokenize", "windows", "embedding") if (HERE / f"{n}.py").is_file()]
+BENCHMARKS = [n for n in ("encode", "train", "tokenize_files", "windows", "embedding") if (HERE / f"{n}.py").is_file()]
 # The targets the summary checks: figure-name prefix -> (comparison, bound).
 TARGETS = {
     "npgpt / tiktoken": (">=", 1.5), "npgpt / riptoken": (">=", 1.0), "npgpt / gigatoken": (">=", 1.0),
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("paths", nargs="*", help="text files or folders (default: ../shared/corpus, else the stdlib)")
     ap.add_argument("--quick", action="store_true", help="small samples, for a smoke test (written to bench/quick/)")
     ap.add_argument("--out", type=Path, help="folder for RESULTS.md / .json / .png (default: bench/, or bench/quick/)")
+    ap.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME", help=f"run only these: {BENCHMARKS}")
     args = ap.parse_args(argv)
     for p in args.paths:
         if not Path(p).exists():
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--out {out_dir}: {e.strerror or e}")
     results, figures = out_dir / "RESULTS.md", {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in BENCHMARKS:
+        for name in args.only or BENCHMARKS:
             print(f"== bench/{name}.py", flush=True)
             cmd = [sys.executable, str(HERE / f"{name}.py"), "--results", str(results), "--json", f"{tmp}/{name}.json"]
             cmd += [] if name == "embedding" else list(args.paths)

@@ -1,7 +1,7 @@
 """Tokenizing one big file: `npgpt.tokenize_files` against the encoder it is built on.
 
-    python bench/tokenize.py            # the shared corpus concatenated 6 times (~30 MB), else stdlib sources
-    python bench/tokenize.py --quick    # ~1 MB, for a smoke test
+    python bench/tokenize_files.py            # the shared corpus concatenated 6 times (~30 MB), else stdlib sources
+    python bench/tokenize_files.py --quick    # ~1 MB, for a smoke test
 
 One file, so the parallelism must come from cutting it (`npgpt.bpe.pretokenize.chunk_text`) and
 encoding the chunks on all cores. Each figure comes from a fresh process that reads the file, warms
