@@ -154,12 +154,16 @@ class Embedding:
                 raise ValueError(f"padding_idx must be an int within [-{num_embeddings}, {num_embeddings}), "
                                  f"got {padding_idx!r}")
             padding_idx = int(padding_idx) % num_embeddings
-        self.padding_idx = padding_idx
+        self._padding_idx = padding_idx
         weight = _rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
         if padding_idx is not None:
             weight[padding_idx] = 0
         self._param = Parameter(weight, "weight")
         self._ids: np.ndarray | None = None
+
+    @property
+    def padding_idx(self) -> int | None:
+        return self._padding_idx
 
     @property
     def num_embeddings(self) -> int:

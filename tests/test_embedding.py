@@ -385,7 +385,8 @@ def hostile_main(max_examples: int, derandomize: bool) -> None:
     outcomes: collections.Counter = collections.Counter()
     good_size, odd_size = st.integers(1, 6), st.sampled_from([0, -1, None, 2.5, True, "3", 10**30])
     ops = st.sampled_from(["forward"] * 3 + ["backward"] * 3 + ["mutate ids", "set data", "set grad",
-                          "reshape in place", "sgd", "adamw", "zero_grad", "load_state_dict"])
+                          "reshape in place", "sgd", "adamw", "zero_grad", "load_state_dict", "set attribute",
+                          "swap table"])
 
     @settings(max_examples=max_examples, derandomize=derandomize, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
@@ -439,6 +440,18 @@ def hostile_main(max_examples: int, derandomize: bool) -> None:
                     opt.step()
                 elif op == "zero_grad":
                     layer.zero_grad()
+                elif op == "set attribute":  # sizes are read from the arrays; the rest is read-only
+                    target = data.draw(st.sampled_from([layer.tok_emb, layer.pos_emb, layer] if gpt else [layer]))
+                    name = data.draw(st.sampled_from(["num_embeddings", "embedding_dim", "padding_idx",
+                                                      "context_length", "emb_dim", "weight", "grad"]))
+                    try:
+                        setattr(target, name, data.draw(st.sampled_from([10**6, -1, 0, None])))
+                    except AttributeError:
+                        pass
+                elif op == "swap table" and gpt:  # a torch user may assign another child module
+                    setattr(layer, data.draw(st.sampled_from(["tok_emb", "pos_emb"])),
+                            Embedding(data.draw(good_size), data.draw(good_size), rng=0))
+                    params = layer.parameters()
                 elif op == "load_state_dict":
                     key = "tok_emb.weight" if gpt else "weight"
                     layer.load_state_dict({key: data.draw(hostile_values(p.shape)), "pos_emb.weight":
