@@ -53,6 +53,7 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # below this many gradient values (N * D) the scatter-add runs on the calling thread: starting
 # threads costs more than it saves
 _PARALLEL_MIN = 1 << 16
+_RUNS_PER_THREAD = 4
 
 
 def _kernels():
@@ -341,8 +342,10 @@ def _scatter_add(param: Parameter, ids: np.ndarray, rows: np.ndarray, padding_id
     if threads <= 1:
         k.scatter_add_groups(grad, rows, order, starts, uniq, pad, 0, len(uniq))
         return
-    # cut the groups into `threads` runs of about equal numbers of rows; each id stays whole
-    cuts = np.searchsorted(starts, np.linspace(0, len(ids), threads + 1)[1:-1]).tolist()
+    # cut the groups into runs of about equal numbers of rows, each id whole, four per thread: a thread
+    # that finishes early (the machine is shared) takes the next run
+    runs = _RUNS_PER_THREAD * threads
+    cuts = np.searchsorted(starts, np.linspace(0, len(ids), runs + 1)[1:-1]).tolist()
     bounds = [0, *cuts, len(uniq)]
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda a, b: k.scatter_add_groups(grad, rows, order, starts, uniq, pad, a, b),
