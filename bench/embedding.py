@@ -32,6 +32,9 @@ from npgpt.embedding import _num_threads
 def best_of(fn, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
+        # a pause first: OpenMP workers (torch's) spin for a while after their last op, and would
+        # otherwise take a core from whoever is timed next
+        time.sleep(0.02)
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
