@@ -49,6 +49,8 @@ class Parameter:
         self.grad = np.zeros_like(data, order="C")
 
     def _checked(self, value: object, what: str) -> np.ndarray:
+        if value is None and what == "grad":  # torch's set_to_none; here the array stays and zero_grad clears it
+            raise TypeError("Parameter.grad cannot be None: use zero_grad() to clear the gradient")
         if not isinstance(value, np.ndarray):
             raise TypeError(f"Parameter.{what} must be a numpy array, got {type(value).__name__}")
         if value.shape != self._shape:

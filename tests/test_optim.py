@@ -79,7 +79,7 @@ def test_parameter_refuses_another_layout():
         (np.zeros((3, 4), np.float32).T, ValueError, "C-contiguous"),
         (np.zeros((4, 6), np.float32)[:, ::2], ValueError, "C-contiguous"),
         ([[0.0] * 3] * 4, TypeError, "numpy array, got list"),
-        (None, TypeError, "NoneType"),
+        (None, TypeError, "None"),
     ]
     readonly = np.zeros((4, 3), np.float32)
     readonly.flags.writeable = False
@@ -89,6 +89,8 @@ def test_parameter_refuses_another_layout():
             with pytest.raises(exc, match=msg):
                 setattr(p, attr, value)
     assert p.data is same and (p.grad == 2).all()  # nothing was half-assigned
+    with pytest.raises(TypeError, match="zero_grad"):
+        p.grad = None
     with pytest.raises(TypeError, match="floating point"):
         Parameter(np.arange(3))
     with pytest.raises(TypeError, match="numpy array"):
