@@ -267,6 +267,7 @@ class GPTEmbedding:
         shape = np.shape(ids)
         if len(shape) != 2:
             raise ValueError(f"GPTEmbedding takes ids of shape (batch, T), got shape {shape}")
+        self._check_tables()
         t = shape[1]
         if t > self.context_length:
             raise ValueError(f"sequence length T={t} exceeds context_length={self.context_length}")
@@ -283,11 +284,20 @@ class GPTEmbedding:
         """Add gradients into ``tok_emb.grad`` (scatter-add by id) and ``pos_emb.grad`` (sum over the batch)."""
         if self._ids is None:
             raise ValueError("backward called before forward: there are no ids to send the gradient to")
+        self._check_tables()
         b, t = self._ids.shape
         grad_out = _check_grad(grad_out, (b, t, self.emb_dim), self.tok_emb.weight.dtype)
         self.tok_emb._accumulate(self._ids, grad_out, num_threads)
         self.pos_emb._param.check()
         self.pos_emb.grad[:t] += grad_out.sum(axis=0)  # the broadcast's gradient: a sum over the batch
+
+    def _check_tables(self) -> None:
+        # the children are plain attributes a user may replace; the sum needs them to agree
+        tok, pos = self.tok_emb, self.pos_emb
+        if not (isinstance(tok, Embedding) and isinstance(pos, Embedding)):
+            raise TypeError("GPTEmbedding's tok_emb and pos_emb must be Embedding layers")
+        if tok.embedding_dim != pos.embedding_dim or tok.weight.dtype != pos.weight.dtype:
+            raise ValueError(f"tok_emb and pos_emb must have the same width and dtype, got {tok!r} and {pos!r}")
 
     def zero_grad(self) -> None:
         self.tok_emb.zero_grad()

@@ -225,6 +225,18 @@ def test_gpt_embedding_composes():
     assert np.allclose(emb.pos_emb.grad, g_pos, rtol=1e-12, atol=1e-12)
 
 
+def test_gpt_embedding_tables_must_agree():
+    emb = GPTEmbedding(10, 4, 3, rng=0)
+    x = emb(np.array([[1, 2]]))
+    emb.pos_emb = Embedding(4, 3, rng=0, dtype=np.float64)  # a torch user may swap a child module
+    with pytest.raises(ValueError, match="same width and dtype"):
+        emb(np.array([[1, 2]]))
+    with pytest.raises(ValueError, match="same width and dtype"):
+        emb.backward(np.ones_like(x))
+    emb.pos_emb = Embedding(8, 3, rng=0)  # a longer context is fine
+    assert emb(np.zeros((1, 6), int)).shape == (1, 6, 3)
+
+
 def test_odd_but_valid_shapes():
     emb = Embedding(5, 3, rng=0)
     out = emb(np.int64(4))  # a 0-d id gives one row, as torch does
@@ -447,7 +459,8 @@ def hostile_main(max_examples: int, derandomize: bool) -> None:
                         pass
                 elif op == "swap table" and gpt:  # a torch user may assign another child module
                     setattr(layer, data.draw(st.sampled_from(["tok_emb", "pos_emb"])),
-                            Embedding(data.draw(good_size), data.draw(good_size), rng=0))
+                            Embedding(data.draw(good_size), data.draw(good_size), rng=0,
+                                      dtype=data.draw(st.sampled_from([np.float32, np.float64]))))
                     params = layer.parameters()
                 elif op == "load_state_dict":
                     key = "tok_emb.weight" if gpt else "weight"
