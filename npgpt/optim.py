@@ -23,19 +23,74 @@ __all__ = ["SGD", "AdamW", "Optimizer", "Parameter"]
 
 
 class Parameter:
-    """Weights (`data`) and their accumulated gradient (`grad`, same shape and dtype)."""
+    """Weights (`data`) and their accumulated gradient (`grad`, same shape and dtype).
+
+    A parameter's shape and dtype are fixed when it is made: assigning a new array (torch's
+    ``p.data = ...`` idiom) is allowed only for a writeable, C-contiguous array of that shape and
+    dtype, because optimizers and numba kernels index both arrays as laid out at the start.
+    Anything else raises a TypeError or ValueError naming what differs.
+
+    >>> p = Parameter(np.zeros((2, 3), np.float32))
+    >>> p.data = np.ones((2, 3), np.float32)         # same shape and dtype: fine
+    >>> p.grad = np.zeros((3, 2), np.float32)
+    Traceback (most recent call last):
+    ...
+    ValueError: Parameter.grad must have shape (2, 3), got (3, 2)
+    """
 
     def __init__(self, data: np.ndarray, name: str = ""):
-        self.data = data
-        self.grad = np.zeros_like(data)
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"Parameter data must be a numpy array, got {type(data).__name__}")
+        if data.dtype.kind != "f":
+            raise TypeError(f"Parameter data must be floating point, got dtype {data.dtype}")
         self.name = name
+        self._shape, self._dtype = data.shape, data.dtype
+        self.data = data
+        self.grad = np.zeros_like(data, order="C")
+
+    def _checked(self, value: object, what: str) -> np.ndarray:
+        if value is None and what == "grad":  # torch's set_to_none; here the array stays and zero_grad clears it
+            raise TypeError("Parameter.grad cannot be None: use zero_grad() to clear the gradient")
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"Parameter.{what} must be a numpy array, got {type(value).__name__}")
+        if value.shape != self._shape:
+            raise ValueError(f"Parameter.{what} must have shape {self._shape}, got {value.shape}")
+        if value.dtype != self._dtype:
+            raise TypeError(f"Parameter.{what} must have dtype {self._dtype}, got {value.dtype}")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"Parameter.{what} must be C-contiguous (use np.ascontiguousarray)")
+        if not value.flags.writeable:
+            raise ValueError(f"Parameter.{what} must be writeable")
+        return value
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._data = self._checked(value, "data")
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = self._checked(value, "grad")
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._shape
+
+    def check(self) -> None:
+        """Raise ValueError if `data` or `grad` was reshaped in place (``p.data.shape = ...``)."""
+        for what, arr in (("data", self._data), ("grad", self._grad)):
+            if arr.shape != self._shape or arr.dtype != self._dtype or not arr.flags.c_contiguous:
+                raise ValueError(f"{self!r}: {what} was changed in place to shape {arr.shape}, dtype {arr.dtype}")
 
     def __repr__(self) -> str:
-        return f"Parameter({self.name or '?'}, shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter({self.name or '?'}, shape={self._shape}, dtype={self._dtype})"
 
 
 class Optimizer:
@@ -48,11 +103,19 @@ class Optimizer:
         for p in self.params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizers take Parameter objects (from .parameters()), got {type(p).__name__}")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("optimizer got the same Parameter more than once")
         if not lr >= 0.0:
             raise ValueError(f"invalid learning rate: {lr}")
         if not weight_decay >= 0.0:
             raise ValueError(f"invalid weight_decay: {weight_decay}")
         self.lr, self.weight_decay = float(lr), float(weight_decay)
+
+    def _check(self) -> None:
+        # a Parameter keeps its shape and dtype, so the state made at __init__ still fits; an array
+        # reshaped in place (``p.data.shape = ...``) would not, so say so before NumPy broadcasts it
+        for p in self.params:
+            p.check()
 
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero (in place)."""
@@ -82,6 +145,7 @@ class SGD(Optimizer):
         self.buffers: list[np.ndarray | None] = [None] * len(self.params)
 
     def step(self) -> None:
+        self._check()
         for k, p in enumerate(self.params):
             g = p.grad if self.weight_decay == 0 else p.grad + self.weight_decay * p.data
             if self.momentum:
@@ -123,6 +187,7 @@ class AdamW(Optimizer):
         self.v = [np.zeros_like(p.data) for p in self.params]
 
     def step(self) -> None:
+        self._check()
         self.t += 1
         b1, b2 = self.betas
         bias1, bias2_sqrt = 1 - b1**self.t, (1 - b2**self.t) ** 0.5

@@ -221,7 +221,12 @@ def sliding_windows(ids: Sequence[int], max_length: int, stride: int) -> tuple[l
 
 
 def embedding_forward(tok: np.ndarray, pos: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``out[b, t] = tok[ids[b, t]] + pos[t]``, one row at a time."""
+    """``out[b, t] = tok[ids[b, t]] + pos[t]``, one row at a time.
+
+    `npgpt.GPTEmbedding.forward` computes the same in two NumPy expressions: a fancy index
+    (``tok[ids]``, all rows at once) and a broadcast add (``+ pos[:T]``, the same (T, D) slice added to
+    every sequence of the batch).
+    """
     b, t = ids.shape
     out = np.zeros((b, t, tok.shape[1]), tok.dtype)
     for i in range(b):
@@ -233,7 +238,9 @@ def embedding_forward(tok: np.ndarray, pos: np.ndarray, ids: np.ndarray) -> np.n
 def embedding_backward(n_tok: int, n_pos: int, ids: np.ndarray, grad: np.ndarray,
                        padding_idx: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of `embedding_forward`: each output row's gradient is added to the row it came
-    from -- a scatter-add, so an id seen twice receives the sum (in float64 here).
+    from -- a scatter-add, so an id seen twice receives the sum (in float64 here). The positions'
+    gradient is the sum over the batch. The fast twin, `npgpt.embedding_kernels`, groups the rows by
+    id with a counting sort and sums each group on one thread.
 
     >>> ids = np.array([[1, 1]]); g = np.ones((1, 2, 3))
     >>> embedding_backward(2, 2, ids, g)[0]
