@@ -20,13 +20,12 @@ client's merge loop depends only on the number of distinct pre-tokens, not on th
 
 Dask is an optional dependency (``pip install npgpt[dask]``); importing `npgpt` never imports it.
 
-Example
--------
->>> from dask.distributed import Client, LocalCluster            # doctest: +SKIP
->>> client = Client(LocalCluster(n_workers=2))                   # doctest: +SKIP
->>> index = tokenize(["shard-000.txt", "shard-001.txt"], "tokens/", client=client)  # doctest: +SKIP
->>> index["tokens"], index["shards"][0]["file"]                  # doctest: +SKIP
-(523114, '00000-shard-000.npy')
+Example (with a cluster; `tests/test_distributed.py` runs this on a 2-worker ``LocalCluster``)::
+
+    from dask.distributed import Client
+    client = Client("tcp://scheduler:8786")
+    index = tokenize(["shard-000.txt", "shard-001.txt"], "tokens/", client=client)
+    index["tokens"], index["shards"][0]["file"]       # (523114, '00000-shard-000.npy')
 """
 
 from __future__ import annotations
