@@ -61,7 +61,7 @@ def _encoding_spec(tokenizer: Any) -> Any:
     return "gpt2" if tokenizer is None else tokenizer
 
 
-def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: str) -> int:
+def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: Any) -> int:
     import npgpt
 
     enc = npgpt.get_encoding(tokenizer) if isinstance(tokenizer, str) else tokenizer

@@ -149,12 +149,13 @@ class SGD(Optimizer):
         for k, p in enumerate(self.params):
             g = p.grad if self.weight_decay == 0 else p.grad + self.weight_decay * p.data
             if self.momentum:
-                if self.buffers[k] is None:
-                    self.buffers[k] = np.array(g, copy=True)
+                buf = self.buffers[k]
+                if buf is None:
+                    buf = self.buffers[k] = np.array(g, copy=True)
                 else:
-                    self.buffers[k] *= self.momentum
-                    self.buffers[k] += g
-                g = self.buffers[k]
+                    buf *= self.momentum
+                    buf += g
+                g = buf
             p.data -= (self.lr * g).astype(p.data.dtype, copy=False)
 
 
