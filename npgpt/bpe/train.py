@@ -364,6 +364,7 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
             status, pairs, chains, heap, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens,
                                                                  int(min_frequency), 1024)
             bar.update(int(n[k.N_TOKENS]) - before)
+    del corpus, pairs, chains, heap  # free the merge loop's arrays before building Python objects
     n_tokens, m = int(n[k.N_TOKENS]), int(n[k.N_MERGES])
     raw, off = tokens.pool.tobytes(), tokens.off[: n_tokens + 1].tolist()
     vocab = {i: raw[off[i] : off[i + 1]] for i in range(n_tokens)}

@@ -102,7 +102,8 @@ def _add_word(words, buf, a, b, c):
             p = words.used[1]
             slots[s] = w
             words.hashes[w], words.start[w], words.length[w], words.count[w] = h, p, b - a, c
-            words.pool[p : p + b - a] = buf[a:b]
+            for i in range(b - a):  # (a loop, not a slice copy: it needs no allocation, see _count_run)
+                words.pool[p + i] = buf[a + i]
             words.used[0] += 1
             words.used[1] += b - a
             return
@@ -145,7 +146,7 @@ def _ends_in_space(buf, a, b, classes):
     return char_at(buf, r, b, classes)[0] == SPACE
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _count_run(words, buf, p, end, limit, classes, cut, prev_end):
     """Count the pieces of ``buf[p:end]`` that end before `limit`, while `words` has room.
 
@@ -233,7 +234,7 @@ class Pairs(NamedTuple):
     left: np.ndarray  # int32 token ids
     right: np.ndarray  # int32
     count: np.ndarray  # int64, weighted by word frequency
-    head: np.ndarray  # int64: first entry of the pair's chain of words, -1 = none
+    head: np.ndarray  # int32: first entry of the pair's chain of words, -1 = none
     merged: np.ndarray  # bool: merged already (a pair is merged at most once)
     mark: np.ndarray  # int32: the last merge that raised the count
     touched: np.ndarray  # int32: the pairs the current merge raised (N_TOUCHED of them)
@@ -244,7 +245,7 @@ class Chains(NamedTuple):
     """Linked lists of words, one per pair: entry e says word[e] holds (or held) the pair."""
 
     word: np.ndarray  # int32
-    next: np.ndarray  # int64, -1 = end
+    next: np.ndarray  # int32, -1 = end (so at most 2**31 - 1 entries: `train_merges` checks)
 
 
 class Heap(NamedTuple):
@@ -278,11 +279,11 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     longest = int(length.max()) if len(length) else 0
     corpus = Corpus(sym, start, length, freq, np.zeros(len(start), np.int32), np.zeros((3, 3 * longest + 8), np.int64))
     cap = 1 << 16  # single bytes make at most 65,536 pairs: initial_pairs needs no more
-    pairs = Pairs(np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64),
+    pairs = Pairs(np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int32),
                   np.zeros(cap, np.bool_), np.zeros(cap, np.int32), np.zeros(cap, np.int32),
                   np.full(4 * cap, -1, np.int64))
     n_chain = int(sym.shape[0]) + 1024  # initial_pairs: one entry per symbol but a word's last
-    chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int64))
+    chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int32))
     heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64))
     pool = np.zeros(1 << 16, np.uint8)
     pool[:256] = np.arange(256)
@@ -545,6 +546,15 @@ def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
             _push(heap, n, pairs, tokens, p, pairs.count[p])
 
 
+@njit(cache=True, _nrt=False)
+def _chain_length(chains, e):
+    length = 0
+    while e != -1:
+        length += 1
+        e = chains.next[e]
+    return length
+
+
 @njit(cache=True)
 def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
     """Run up to `budget` merges; stop early when the vocabulary has `max_tokens` tokens or no pair
@@ -555,10 +565,12 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         best = _best_pair(heap, n, pairs, tokens)
         if best == -1 or pairs.count[best] < min_frequency or pairs.count[best] <= 0:
             return STOPPED, pairs, chains, heap, tokens
-        # Room for the merge. It has at most `occ` occurrences (each word counts at least once, and
-        # one takes two symbols); each makes at most 2 new pairs and 2 chain entries, and raises at
-        # most 2 pairs, so pushes at most 2 heap entries.
-        occ = min(pairs.count[best], n[N_SYMBOLS] // 2 + 1)
+        # Room for the merge. It has at most `occ` occurrences: a word holding the pair k times is on
+        # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
+        # pairs and 2 chain entries, and raises at most 2 pairs, so pushes at most 2 heap entries.
+        occ = _chain_length(chains, pairs.head[best])
+        if n[N_CHAIN] + 2 * occ >= 2**31 - 1:
+            raise ValueError("too many pair occurrences for the int32 chains (over 2**31)")
         if n[N_PAIRS] + 2 * occ > pairs.left.shape[0] or 4 * (n[N_PAIRS] + 2 * occ) > pairs.index.shape[0]:
             pairs = _room_for_pairs(pairs, n, 2 * occ)
         if n[N_CHAIN] + 2 * occ > chains.word.shape[0]:
