@@ -14,6 +14,16 @@ reaches the top (lazy invalidation).
 
 Arrays grow inside the kernels (doubling, like a Python list) and the kernels return the grown
 tuples. The plain twin these are held to is `npgpt.reference.train`.
+
+Speed notes. The state travels as NamedTuples of arrays, which numba passes like any tuple; but each
+array in a tuple carries a reference count, and numba updates those counts whenever a tuple is
+rebound or handed to a function that may allocate -- 10-20 ns per array, which at millions of
+pieces and pair updates cost more than the work itself. So (1) no per-piece or per-word loop
+rebinds a tuple: room is made before a loop (`train_merges`, with a bound on what one merge can
+add) or the loop stops when full and its caller grows (`_count_run`); and (2) the hot kernels that
+allocate nothing are compiled with ``_nrt=False`` (no reference counting at all; numba's own flag,
+used here because these kernels only read and write arrays their caller owns). This halves the
+merge loop's time.
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ from numba import njit
 from npgpt.bpe.merge_kernels import hash_bytes, same_bytes
 from npgpt.bpe.pretokenize_kernels import char_at, piece_end
 from npgpt.bpe.unicode_tables import SPACE
+
+# Kernels that allocate nothing and run in the inner loops: no reference counting (see above).
+NO_REFCOUNT = {"cache": True, "nogil": True, "_nrt": False}
 
 # --------------------------------------------------------------------------------------------
 # counting pre-tokens
@@ -146,7 +159,7 @@ def _ends_in_space(buf, a, b, classes):
     return char_at(buf, r, b, classes)[0] == SPACE
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(**NO_REFCOUNT)
 def _count_run(words, buf, p, end, limit, classes, cut, prev_end):
     """Count the pieces of ``buf[p:end]`` that end before `limit`, while `words` has room.
 
@@ -212,7 +225,9 @@ N_MERGES = 5  # merges so far (may exceed N_TOKENS - 256: a merge can remake an 
 STAMP = 6  # number of the current merge, marks words and pairs visited by it
 POOL_USED = 7  # bytes of token text in the pool
 N_SYMBOLS = 8  # symbols in all words (merging shortens them)
-N_COUNTERS = 9
+FREE = 9  # first entry of the list of free chain entries (those of merged pairs), -1 = none
+N_FREE = 10  # entries on that list
+N_COUNTERS = 11
 
 STOPPED, BUDGET_USED = 1, 2  # why train_merges returned
 
@@ -249,10 +264,11 @@ class Chains(NamedTuple):
 
 
 class Heap(NamedTuple):
-    """A binary max-heap of (pair, count at push time), see `_before`."""
+    """A binary max-heap of (pair, count at push time, the pair's `_tie_key`), see `_before`."""
 
     pair: np.ndarray  # int32
     count: np.ndarray  # int64
+    key: np.ndarray  # int64
 
 
 class Tokens(NamedTuple):
@@ -284,7 +300,7 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
                   np.full(4 * cap, -1, np.int64))
     n_chain = int(sym.shape[0]) + 1024  # initial_pairs: one entry per symbol but a word's last
     chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int32))
-    heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64))
+    heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
     pool = np.zeros(1 << 16, np.uint8)
     pool[:256] = np.arange(256)
     off = np.zeros(1 << 12, np.int64)
@@ -293,6 +309,7 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     n = np.zeros(N_COUNTERS, np.int64)
     n[N_TOKENS] = n[POOL_USED] = 256
     n[N_SYMBOLS] = sym.shape[0]
+    n[FREE] = -1
     return corpus, pairs, chains, heap, tokens, n
 
 
@@ -358,11 +375,38 @@ def _bytes_greater(tokens, a, b):
 
 
 @njit(cache=True, inline="always")
-def _before(pairs, tokens, cnt_p, p, cnt_q, q):
-    """Does pair p (with count cnt_p) come before pair q in the heap? The higher count first; on a tie
-    the greater (left bytes, right bytes), as ``max(pairs, key=lambda p: (count[p], p))`` picks."""
-    if cnt_p != cnt_q:
-        return cnt_p > cnt_q
+def _tie_key(tokens, a, b):
+    """A 63-bit integer that orders pairs as their (left bytes, right bytes) tuples, when it differs.
+
+    The key holds the first 7 symbols of: a's bytes, an end mark, b's bytes, an end mark -- each byte
+    as byte + 1 and the end mark as 0, 9 bits each, padded with 0. A proper prefix then compares
+    smaller, as Python compares bytes. Two pairs with equal keys are compared byte by byte (rare).
+    Held in the heap beside each entry, it spares the sift loops any look-up of the tokens' bytes.
+    """
+    pool, off = tokens.pool, tokens.off
+    key = np.int64(0)
+    k = 0
+    for t in (a, b):
+        i = off[t]
+        while k < 7 and i < off[t + 1]:
+            key = (key << 9) | (np.int64(pool[i]) + 1)
+            i += 1
+            k += 1
+        if k < 7:
+            key <<= 9  # the end mark
+            k += 1
+    return key << (9 * (7 - k))
+
+
+@njit(cache=True, inline="always")
+def _before(heap, i, j, pairs, tokens):
+    """Does heap entry i come before entry j? The higher count first; on a tie the greater (left bytes,
+    right bytes), as ``max(pairs, key=lambda p: (count[p], p))`` picks (`_tie_key`, then the bytes)."""
+    if heap.count[i] != heap.count[j]:
+        return heap.count[i] > heap.count[j]
+    if heap.key[i] != heap.key[j]:
+        return heap.key[i] > heap.key[j]
+    p, q = heap.pair[i], heap.pair[j]
     if pairs.left[p] != pairs.left[q]:
         return _bytes_greater(tokens, pairs.left[p], pairs.left[q])
     if pairs.right[p] != pairs.right[q]:
@@ -371,17 +415,22 @@ def _before(pairs, tokens, cnt_p, p, cnt_q, q):
 
 
 @njit(cache=True, inline="always")
-def _push(heap, n, pairs, tokens, p, c):
-    """Add (p, c) to the heap; there must be room for it."""
-    hp, hc = heap.pair, heap.count
+def _swap(heap, i, j):
+    heap.pair[i], heap.pair[j] = heap.pair[j], heap.pair[i]
+    heap.count[i], heap.count[j] = heap.count[j], heap.count[i]
+    heap.key[i], heap.key[j] = heap.key[j], heap.key[i]
+
+
+@njit(cache=True, inline="always")
+def _push(heap, n, pairs, tokens, p, c, key):
+    """Add pair p with count c (and its `_tie_key`) to the heap; there must be room for it."""
     i = n[HEAP_SIZE]
-    hp[i], hc[i] = p, c
+    heap.pair[i], heap.count[i], heap.key[i] = p, c, key
     while i > 0:
         up = (i - 1) >> 1
-        if not _before(pairs, tokens, hc[i], hp[i], hc[up], hp[up]):
+        if not _before(heap, i, up, pairs, tokens):
             break
-        hp[i], hp[up] = hp[up], hp[i]
-        hc[i], hc[up] = hc[up], hc[i]
+        _swap(heap, i, up)
         i = up
     n[HEAP_SIZE] += 1
 
@@ -389,21 +438,19 @@ def _push(heap, n, pairs, tokens, p, c):
 @njit(cache=True, inline="always")
 def _pop(heap, n, pairs, tokens):
     """Remove the top entry."""
-    hp, hc = heap.pair, heap.count
     size = n[HEAP_SIZE] - 1
     n[HEAP_SIZE] = size
-    hp[0], hc[0] = hp[size], hc[size]
+    _swap(heap, 0, size)
     i = 0
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and _before(pairs, tokens, hc[c + 1], hp[c + 1], hc[c], hp[c]):
+        if c + 1 < size and _before(heap, c + 1, c, pairs, tokens):
             c += 1
-        if not _before(pairs, tokens, hc[c], hp[c], hc[i], hp[i]):
+        if not _before(heap, c, i, pairs, tokens):
             break
-        hp[i], hp[c] = hp[c], hp[i]
-        hc[i], hc[c] = hc[c], hc[i]
+        _swap(heap, c, i)
         i = c
 
 
@@ -455,10 +502,15 @@ def _add(pairs, chains, n, x, y, delta, w, new, stamp):
             pairs.mark[p] = stamp
             pairs.touched[n[N_TOUCHED]] = p
             n[N_TOUCHED] += 1
-        e = n[N_CHAIN]
+        e = n[FREE]  # reuse an entry of a merged pair's chain, else take a new one
+        if e != -1:
+            n[FREE] = chains.next[e]
+            n[N_FREE] -= 1
+        else:
+            e = n[N_CHAIN]
+            n[N_CHAIN] += 1
         chains.word[e], chains.next[e] = w, pairs.head[p]
         pairs.head[p] = e
-        n[N_CHAIN] += 1
 
 
 @njit(cache=True)
@@ -501,21 +553,21 @@ def _token_for(tokens, n, a, b):
     return t, Tokens(pool, off, index, tokens.out_left, tokens.out_right, tokens.out_id)
 
 
-@njit(cache=True, _nrt=False)
+@njit(**NO_REFCOUNT)
 def _best_pair(heap, n, pairs, tokens):
     """The pair to merge next, or -1: pop entries whose count changed since they were pushed, and
     push them again with their current count (they come back in their right place)."""
     while n[HEAP_SIZE] > 0:
-        p, c = heap.pair[0], heap.count[0]
+        p, c, key = heap.pair[0], heap.count[0], heap.key[0]
         if not pairs.merged[p] and c == pairs.count[p]:
             return p
         _pop(heap, n, pairs, tokens)
         if not pairs.merged[p] and pairs.count[p] > 0:
-            _push(heap, n, pairs, tokens, p, pairs.count[p])  # room: we just popped one
+            _push(heap, n, pairs, tokens, p, pairs.count[p], key)  # room: we just popped one
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(**NO_REFCOUNT)
 def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     """Merge pair `best` into token `new` in every word that holds it, update the pair counts, and
     push the pairs that gained count. There must be room (see `train_merges`)."""
@@ -525,9 +577,14 @@ def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     n[N_TOUCHED] = 0
     # visit the words on the pair's chain (a word is on it once per time it gained the pair)
     e = pairs.head[best]
+    pairs.head[best] = -1
     while e != -1:
         w = chains.word[e]
-        e = chains.next[e]
+        after = chains.next[e]
+        chains.next[e] = n[FREE]  # the pair is merged for good: its chain entries are free for reuse
+        n[FREE] = e
+        n[N_FREE] += 1
+        e = after
         if corpus.seen[w] == stamp:
             continue
         corpus.seen[w] = stamp
@@ -543,11 +600,12 @@ def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     for i in range(n[N_TOUCHED]):
         p = pairs.touched[i]
         if pairs.count[p] > 0 and not pairs.merged[p]:
-            _push(heap, n, pairs, tokens, p, pairs.count[p])
+            _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, pairs.left[p], pairs.right[p]))
 
 
-@njit(cache=True, _nrt=False)
+@njit(**NO_REFCOUNT)
 def _chain_length(chains, e):
+    """Entries on the chain that starts at entry e."""
     length = 0
     while e != -1:
         length += 1
@@ -573,11 +631,13 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
             raise ValueError("too many pair occurrences for the int32 chains (over 2**31)")
         if n[N_PAIRS] + 2 * occ > pairs.left.shape[0] or 4 * (n[N_PAIRS] + 2 * occ) > pairs.index.shape[0]:
             pairs = _room_for_pairs(pairs, n, 2 * occ)
-        if n[N_CHAIN] + 2 * occ > chains.word.shape[0]:
-            chains = Chains(_grow(chains.word, n[N_CHAIN] + 2 * occ), _grow(chains.next, n[N_CHAIN] + 2 * occ))
+        if n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]:
+            size = n[N_CHAIN] + 2 * occ - n[N_FREE]
+            chains = Chains(_grow(chains.word, size), _grow(chains.next, size))
         pushes = 2 * occ
         if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:
-            heap = Heap(_grow(heap.pair, n[HEAP_SIZE] + pushes), _grow(heap.count, n[HEAP_SIZE] + pushes))
+            size = n[HEAP_SIZE] + pushes
+            heap = Heap(_grow(heap.pair, size), _grow(heap.count, size), _grow(heap.key, size))
         m = n[N_MERGES]
         if m >= tokens.out_left.shape[0]:
             tokens = Tokens(tokens.pool, tokens.off, tokens.index, _grow(tokens.out_left, m + 1),
@@ -604,4 +664,4 @@ def initial_pairs(corpus, pairs, chains, heap, tokens, n):
             pairs.head[p] = e
             n[N_CHAIN] += 1
     for p in range(n[N_PAIRS]):
-        _push(heap, n, pairs, tokens, p, pairs.count[p])
+        _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, pairs.left[p], pairs.right[p]))
