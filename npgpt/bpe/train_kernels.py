@@ -74,6 +74,14 @@ def _grow(a, size):
 
 
 @njit(cache=True, nogil=True)
+def _resize(a, size):
+    """`a` copied into an array of `size` entries (the tail is unset)."""
+    out = np.empty(size, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _make_room(words, n_words, n_bytes):
     """`words` with room for `n_words` more words of `n_bytes` bytes in all."""
     n, used = words.used[0], words.used[1]
@@ -244,16 +252,15 @@ class Corpus(NamedTuple):
 
 
 class Pairs(NamedTuple):
-    """Every adjacent pair ever seen: pair p is (left[p], right[p]), occurring count[p] times."""
+    """Every adjacent pair ever seen: pair p is (key[p] >> 32, key[p] & 0xFFFFFFFF), occurring count[p] times."""
 
-    left: np.ndarray  # int32 token ids
-    right: np.ndarray  # int32
-    count: np.ndarray  # int64, weighted by word frequency
+    key: np.ndarray  # int64: left << 32 | right (token ids)    \ columns of one (pairs, 2) array: a look-up
+    count: np.ndarray  # int64, weighted by word frequency      / reads both in one cache line
     head: np.ndarray  # int32: first entry of the pair's chain of words, -1 = none
     merged: np.ndarray  # bool: merged already (a pair is merged at most once)
     mark: np.ndarray  # int32: the last merge that raised the count
     touched: np.ndarray  # int32: the pairs the current merge raised (N_TOUCHED of them)
-    index: np.ndarray  # int64 hash table: key (left << 32 | right) at 2s, pair number at 2s + 1; -1 = empty
+    index: np.ndarray  # int32 hash table of pair numbers (-1 = empty), at most half full
 
 
 class Chains(NamedTuple):
@@ -290,14 +297,12 @@ def _pow2(n: int) -> int:
 def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray):
     """(corpus, pairs, chains, heap, tokens, counters) before the first merge; ``sym`` is taken over.
 
-    `sym` holds single bytes (< 256) and every `freq` is at least 1 (`train_merges` bounds a merge's
-    occurrences by its count)."""
+    `sym` holds single bytes (< 256) and every `freq` is at least 1 (a word of count 0 would only add
+    work)."""
     longest = int(length.max()) if len(length) else 0
     corpus = Corpus(sym, start, length, freq, np.zeros(len(start), np.int32), np.zeros((3, 3 * longest + 8), np.int64))
     cap = 1 << 16  # single bytes make at most 65,536 pairs: initial_pairs needs no more
-    pairs = Pairs(np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int32),
-                  np.zeros(cap, np.bool_), np.zeros(cap, np.int32), np.zeros(cap, np.int32),
-                  np.full(4 * cap, -1, np.int64))
+    pairs = _new_pairs(cap)
     n_chain = int(sym.shape[0]) + 1024  # initial_pairs: one entry per symbol but a word's last
     chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int32))
     heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
@@ -322,42 +327,59 @@ def _mix(z):
 
 
 @njit(cache=True, inline="always")
-def _slot(index, key):
-    """The slot of `key` in a pair index (keys at 2s), or the empty slot where it would go."""
-    mask = index.shape[0] // 2 - 1
+def _slot(pairs, key):
+    """The slot of the pair with `key` in the pair index, or the empty slot where it would go."""
+    index = pairs.index
+    mask = index.shape[0] - 1
     s = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
-    while index[2 * s] != -1 and index[2 * s] != key:
+    while index[s] != -1 and pairs.key[index[s]] != key:
         s = (s + 1) & mask
     return s
+
+
+@njit(cache=True, inline="always")
+def _left(pairs, p):
+    return np.int32(pairs.key[p] >> 32)
+
+
+@njit(cache=True, inline="always")
+def _right(pairs, p):
+    return np.int32(pairs.key[p] & 0xFFFFFFFF)
+
+
+def _new_pairs(cap: int) -> Pairs:
+    key_count = np.zeros((cap, 2), np.int64)
+    return Pairs(key_count[:, 0], key_count[:, 1], np.zeros(cap, np.int32), np.zeros(cap, np.bool_),
+                 np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.full(2 * cap, -1, np.int32))
 
 
 @njit(cache=True)
 def _room_for_pairs(pairs, n, extra):
     """`pairs` grown to room for `extra` more pairs (the index at most half full)."""
-    need = n[N_PAIRS] + extra
-    cap = pairs.left.shape[0]
-    while cap < need:
+    n_pairs = n[N_PAIRS]
+    cap = pairs.key.shape[0]
+    while cap < n_pairs + extra:
         cap *= 2
-    index = np.full(4 * cap, -1, np.int64)
-    for p in range(n[N_PAIRS]):
-        s = _slot(index, (np.int64(pairs.left[p]) << 32) | np.int64(pairs.right[p]))
-        index[2 * s] = (np.int64(pairs.left[p]) << 32) | np.int64(pairs.right[p])
-        index[2 * s + 1] = p
-    return Pairs(_grow(pairs.left, cap), _grow(pairs.right, cap), _grow(pairs.count, cap), _grow(pairs.head, cap),
-                 _grow(pairs.merged, cap), _grow(pairs.mark, cap), _grow(pairs.touched, cap), index)
+    key_count = np.empty((cap, 2), np.int64)
+    key_count[:n_pairs, 0] = pairs.key[:n_pairs]
+    key_count[:n_pairs, 1] = pairs.count[:n_pairs]
+    grown = Pairs(key_count[:, 0], key_count[:, 1], _grow(pairs.head, cap), _grow(pairs.merged, cap),
+                  _grow(pairs.mark, cap), _grow(pairs.touched, cap), np.full(2 * cap, -1, np.int32))
+    for p in range(n_pairs):  # rehash: slot numbers depend on the table size
+        grown.index[_slot(grown, grown.key[p])] = p
+    return grown
 
 
 @njit(cache=True, inline="always")
 def _pair_id(pairs, n, a, b):
     """Number of pair (a, b), created (count 0, empty chain) if new; there must be room for it."""
     key = (np.int64(a) << 32) | np.int64(b)
-    s = _slot(pairs.index, key)
-    if pairs.index[2 * s] == key:
-        return pairs.index[2 * s + 1]
+    s = _slot(pairs, key)
+    if pairs.index[s] != -1:
+        return np.int64(pairs.index[s])
     p = n[N_PAIRS]
-    pairs.index[2 * s], pairs.index[2 * s + 1] = key, p
-    pairs.left[p], pairs.right[p], pairs.count[p], pairs.head[p], pairs.merged[p] = a, b, 0, -1, False
-    pairs.mark[p] = -1
+    pairs.index[s] = p
+    pairs.key[p], pairs.count[p], pairs.head[p], pairs.merged[p], pairs.mark[p] = key, 0, -1, False, -1
     n[N_PAIRS] += 1
     return p
 
@@ -407,10 +429,10 @@ def _before(heap, i, j, pairs, tokens):
     if heap.key[i] != heap.key[j]:
         return heap.key[i] > heap.key[j]
     p, q = heap.pair[i], heap.pair[j]
-    if pairs.left[p] != pairs.left[q]:
-        return _bytes_greater(tokens, pairs.left[p], pairs.left[q])
-    if pairs.right[p] != pairs.right[q]:
-        return _bytes_greater(tokens, pairs.right[p], pairs.right[q])
+    if _left(pairs, p) != _left(pairs, q):
+        return _bytes_greater(tokens, _left(pairs, p), _left(pairs, q))
+    if _right(pairs, p) != _right(pairs, q):
+        return _bytes_greater(tokens, _right(pairs, p), _right(pairs, q))
     return False
 
 
@@ -436,12 +458,8 @@ def _push(heap, n, pairs, tokens, p, c, key):
 
 
 @njit(cache=True, inline="always")
-def _pop(heap, n, pairs, tokens):
-    """Remove the top entry."""
-    size = n[HEAP_SIZE] - 1
-    n[HEAP_SIZE] = size
-    _swap(heap, 0, size)
-    i = 0
+def _sift_down(heap, i, size, pairs, tokens):
+    """Move entry i down until no child comes before it."""
     while True:
         c = 2 * i + 1
         if c >= size:
@@ -452,6 +470,15 @@ def _pop(heap, n, pairs, tokens):
             break
         _swap(heap, c, i)
         i = c
+
+
+@njit(cache=True, inline="always")
+def _pop(heap, n, pairs, tokens):
+    """Remove the top entry."""
+    size = n[HEAP_SIZE] - 1
+    n[HEAP_SIZE] = size
+    _swap(heap, 0, size)
+    _sift_down(heap, 0, size, pairs, tokens)
 
 
 @njit(cache=True, inline="always")
@@ -571,7 +598,7 @@ def _best_pair(heap, n, pairs, tokens):
 def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     """Merge pair `best` into token `new` in every word that holds it, update the pair counts, and
     push the pairs that gained count. There must be room (see `train_merges`)."""
-    a, b = pairs.left[best], pairs.right[best]
+    a, b = _left(pairs, best), _right(pairs, best)
     n[STAMP] += 1
     stamp = n[STAMP]
     n[N_TOUCHED] = 0
@@ -600,7 +627,22 @@ def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     for i in range(n[N_TOUCHED]):
         p = pairs.touched[i]
         if pairs.count[p] > 0 and not pairs.merged[p]:
-            _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, pairs.left[p], pairs.right[p]))
+            _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
+
+
+@njit(**NO_REFCOUNT)
+def _rebuild_heap(heap, n, pairs, tokens):
+    """Rebuild the heap with one entry per live pair (not merged, count > 0), at its current count:
+    lazy invalidation leaves stale entries behind, and this keeps the heap from growing with them."""
+    size = 0
+    for p in range(n[N_PAIRS]):
+        if not pairs.merged[p] and pairs.count[p] > 0:
+            heap.pair[size], heap.count[size] = p, pairs.count[p]
+            heap.key[size] = _tie_key(tokens, _left(pairs, p), _right(pairs, p))
+            size += 1
+    n[HEAP_SIZE] = size
+    for i in range(size // 2 - 1, -1, -1):  # heapify: sift each parent down, last first
+        _sift_down(heap, i, size, pairs, tokens)
 
 
 @njit(**NO_REFCOUNT)
@@ -629,12 +671,15 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         occ = _chain_length(chains, pairs.head[best])
         if n[N_CHAIN] + 2 * occ >= 2**31 - 1:
             raise ValueError("too many pair occurrences for the int32 chains (over 2**31)")
-        if n[N_PAIRS] + 2 * occ > pairs.left.shape[0] or 4 * (n[N_PAIRS] + 2 * occ) > pairs.index.shape[0]:
+        if n[N_PAIRS] + 2 * occ > pairs.key.shape[0]:
             pairs = _room_for_pairs(pairs, n, 2 * occ)
         if n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]:
-            size = n[N_CHAIN] + 2 * occ - n[N_FREE]
-            chains = Chains(_grow(chains.word, size), _grow(chains.next, size))
+            # grow by a quarter, not double: freed entries are reused, so the chains grow slowly
+            size = max(n[N_CHAIN] + 2 * occ - n[N_FREE], chains.word.shape[0] + chains.word.shape[0] // 4)
+            chains = Chains(_resize(chains.word, size), _resize(chains.next, size))
         pushes = 2 * occ
+        if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:  # full: first drop the stale entries
+            _rebuild_heap(heap, n, pairs, tokens)
         if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:
             size = n[HEAP_SIZE] + pushes
             heap = Heap(_grow(heap.pair, size), _grow(heap.count, size), _grow(heap.key, size))
@@ -642,8 +687,9 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         if m >= tokens.out_left.shape[0]:
             tokens = Tokens(tokens.pool, tokens.off, tokens.index, _grow(tokens.out_left, m + 1),
                             _grow(tokens.out_right, m + 1), _grow(tokens.out_id, m + 1))
-        new, tokens = _token_for(tokens, n, pairs.left[best], pairs.right[best])
-        tokens.out_left[m], tokens.out_right[m], tokens.out_id[m] = pairs.left[best], pairs.right[best], new
+        a, b = _left(pairs, best), _right(pairs, best)
+        new, tokens = _token_for(tokens, n, a, b)
+        tokens.out_left[m], tokens.out_right[m], tokens.out_id[m] = a, b, new
         n[N_MERGES] += 1
         pairs.merged[best] = True
         _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new)
@@ -664,4 +710,4 @@ def initial_pairs(corpus, pairs, chains, heap, tokens, n):
             pairs.head[p] = e
             n[N_CHAIN] += 1
     for p in range(n[N_PAIRS]):
-        _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, pairs.left[p], pairs.right[p]))
+        _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
