@@ -36,11 +36,9 @@ from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
-
-from npgpt.bpe.pretokenize import GPT2_PATTERN
-
+# GPT-2's pattern, as `npgpt.GPT2_PATTERN`; written out so that a peer's process imports nothing of npgpt
+# (every trainer's memory is measured from a bare interpreter).
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 TRAINERS = ["npgpt", "gigabpe", "HF tokenizers", "rustbpe", "bpeasy"]
 MODULES = {"npgpt": "npgpt", "gigabpe": "gigabpe", "HF tokenizers": "tokenizers", "rustbpe": "rustbpe",
            "bpeasy": "bpeasy"}
@@ -67,25 +65,20 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
-def train(name: str, files: list[str], vocab_size: int, docs: list[str] | None = None) -> list[tuple[bytes, bytes]]:
-    """Train with one trainer; return its merges as pairs of bytes. `docs` replaces `files` for npgpt."""
+def train(name: str, files: list[str], vocab_size: int, docs: list[str] | None = None):
+    """Train with one trainer, as its users would; return its result as it comes. `docs` replaces
+    `files` for npgpt."""
     if name == "npgpt":
         import npgpt
 
         if docs is not None:
-            return npgpt.train_bpe(docs, vocab_size, num_threads=1, progress=False).merges
-        return npgpt.train_bpe(files=files, vocab_size=vocab_size, num_threads=1, progress=False).merges
-    decode = _byte_decoder()
-
-    def hf_pair(a: str, b: str) -> tuple[bytes, bytes]:
-        return bytes(decode[c] for c in a), bytes(decode[c] for c in b)
-
+            return npgpt.train_bpe(docs, vocab_size, num_threads=1, progress=False)
+        return npgpt.train_bpe(files=files, vocab_size=vocab_size, num_threads=1, progress=False)
     if name == "gigabpe":
         import gigabpe
 
-        _, merges = gigabpe.train_bpe(files, vocab_size, special_tokens=["<|endoftext|>"], pretokenizer="bytelevel",
-                                      threads=1)
-        return [hf_pair(a, b) for a, b in merges]
+        return gigabpe.train_bpe(files, vocab_size, special_tokens=["<|endoftext|>"], pretokenizer="bytelevel",
+                                 threads=1)
     if name == "HF tokenizers":
         from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -94,20 +87,37 @@ def train(name: str, files: list[str], vocab_size: int, docs: list[str] | None =
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=["<|endoftext|>"],
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.train(files, trainer)
-        merges = json.loads(tok.to_str())["model"]["merges"]
-        return [hf_pair(*(m.split(" ") if isinstance(m, str) else m)) for m in merges]
-    from npgpt.bpe.vocab_files import merges_from_ranks
-
+        return tok
     if name == "rustbpe":
         import rustbpe
 
         tok = rustbpe.Tokenizer()
         tok.train_from_iterator(_texts(files), vocab_size - 1, pattern=GPT2_PATTERN)
-        return merges_from_ranks({bytes(t): r for t, r in tok.get_mergeable_ranks()})
+        return tok
     import bpeasy
 
-    vocab = bpeasy.train_bpe(_texts(files), GPT2_PATTERN, 128, vocab_size - 1)
-    return merges_from_ranks(vocab)
+    return bpeasy.train_bpe(_texts(files), GPT2_PATTERN, 128, vocab_size - 1)
+
+
+def merges_of(name: str, result) -> list[tuple[bytes, bytes]]:
+    """A trainer's merges as pairs of bytes."""
+    if name == "npgpt":
+        return result.merges
+    decode = _byte_decoder()
+
+    def hf_pair(a: str, b: str) -> tuple[bytes, bytes]:
+        return bytes(decode[c] for c in a), bytes(decode[c] for c in b)
+
+    if name == "gigabpe":
+        return [hf_pair(a, b) for a, b in result[1]]
+    if name == "HF tokenizers":
+        return [hf_pair(*(m.split(" ") if isinstance(m, str) else m))
+                for m in json.loads(result.to_str())["model"]["merges"]]
+    from npgpt.bpe.vocab_files import merges_from_ranks
+
+    if name == "rustbpe":
+        return merges_from_ranks({bytes(t): r for t, r in result.get_mergeable_ranks()})
+    return merges_from_ranks(result)
 
 
 def case(name: str, files: list[str], vocab_size: int) -> dict:
@@ -116,10 +126,10 @@ def case(name: str, files: list[str], vocab_size: int) -> dict:
     The peak is this process's VmHWM: ``getrusage``'s ru_maxrss would also count the parent's memory
     at the time of the spawn (Linux keeps the larger of the two across exec).
     """
-    merges = train(name, files, vocab_size)
+    train(name, files, vocab_size)
     status = Path("/proc/self/status").read_text().split("\n")
     peak_kb = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
-    return {"merges": len(merges), "peak_mb": peak_kb / 1024}
+    return {"peak_mb": peak_kb / 1024}
 
 
 def spawn(name: str, files: list[str], vocab_size: int) -> dict:
@@ -173,9 +183,9 @@ def _pair_counts(docs: list[str], merges: list[tuple[bytes, bytes]]) -> Counter:
 
 def check(name: str, files: list[str], vocab_size: int) -> str:
     """Compare `name`'s merges with npgpt's on the same text; describe the result in a few words."""
-    theirs = train(name, files, vocab_size)
+    theirs = merges_of(name, train(name, files, vocab_size))
     docs = _lines(files) if name in ("gigabpe", "HF tokenizers") else list(_texts(files))
-    ours = train("npgpt", files, vocab_size, docs=docs)
+    ours = merges_of("npgpt", train("npgpt", files, vocab_size, docs=docs))
     k = next((i for i, (x, y) in enumerate(zip(ours, theirs, strict=False)) if x != y), min(len(ours), len(theirs)))
     if k == min(len(ours), len(theirs)):
         same = f"all {k:,} merges equal" + (f" ({len(theirs):,} vs {len(ours):,})" if len(ours) != len(theirs) else "")
@@ -228,6 +238,9 @@ def available() -> list[str]:
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="*", type=Path)
     ap.add_argument("--quick", action="store_true")

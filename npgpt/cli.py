@@ -221,6 +221,8 @@ TARGETS = {
     "npgpt build ms": ("<", 1.0), "npgpt build MB": ("<", 1.0), "npgpt batches/s / torch": (">=", 10.0),
     "npgpt forward / torch": ("<=", 1.0), "npgpt backward / torch": ("<=", 0.5),
     "npgpt train time / HF tokenizers": ("<=", 1.0), "npgpt train time / rustbpe": ("<=", 1.0),
+    "npgpt train time / gigabpe": ("<=", 1.0), "npgpt peak memory / HF tokenizers": ("<=", 1.0),
+    "npgpt peak memory / gigabpe": ("<=", 1.0),
 }
 
 
