@@ -263,9 +263,10 @@ def main(argv=None) -> None:
     for p in paths:  # folders: their .txt and .py files
         files += sorted(str(q) for q in Path(p).rglob("*") if q.suffix in (".txt", ".py")) if Path(p).is_dir() \
             else [str(p)]
-    runs = []
+    runs, temp_dirs = [], []
     if args.quick:
-        sample = Path(tempfile.mkdtemp()) / "sample.txt"
+        temp_dirs.append(tempfile.mkdtemp(prefix="npgpt-bench-"))
+        sample = Path(temp_dirs[-1]) / "sample.txt"
         sample.write_bytes(b"".join(Path(f).read_bytes() for f in files)[:1_000_000].decode("utf-8", "ignore")
                            .encode("utf-8"))
         runs.append((f"{source}, first 1 MB", [str(sample)], 2000))
@@ -274,7 +275,17 @@ def main(argv=None) -> None:
         runs += [(source, files, 50257), (source, files, 8192)]
         if args.big_mb:
             big = big_file(args.big_mb)
+            temp_dirs.append(str(big.parent))
             runs.append((f"one {big.stat().st_size / 1e6:.0f} MB file (Python stdlib .py sources)", [str(big)], 50257))
+    try:
+        measure(args, runs, common)
+    finally:
+        for d in temp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def measure(args, runs: list, common) -> None:
+    """Check and time every installed trainer on each run; write the section."""
     trainers = available()
     rows = [["data", "vocab", "MB", *[f"{t} s" for t in trainers], *[f"{t} peak MB" for t in trainers]]]
     checks, figures = [], {}

@@ -272,7 +272,8 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
 def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable[str] = ("<|endoftext|>",), *,
                     files: Iterable[str | os.PathLike] | None = None, pattern: str = GPT2_PATTERN,
                     num_threads: int | None = None, progress: bool = True) -> dict[bytes, int]:
-    """Count the distinct pre-tokens of `texts` and `files` (see `train_bpe`): UTF-8 bytes -> occurrences.
+    """Count the distinct pre-tokens of `texts` and `files` (see `train_bpe` for the arguments):
+    UTF-8 bytes -> occurrences. The plain twin is `npgpt.reference.count_pretokens`.
 
     The counting runs in numba over bytes; only this function's result is made of Python objects.
 
@@ -307,8 +308,10 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
     special_tokens : iterable of str
         Cut out of the text before counting; they get the last ids. Each is two bytes or more.
     files : iterable of paths (str or Path)
-        Files of UTF-8 text, read in blocks in bounded memory. A file that is not UTF-8 raises
-        UnicodeDecodeError naming the file and the byte offset; a missing one FileNotFoundError.
+        Files of UTF-8 text, read byte for byte (no newline translation: ``\r\n`` stays two bytes, as
+        Hugging Face's and gigabpe's trainers read them) in blocks, in bounded memory. A file that is
+        not UTF-8 raises UnicodeDecodeError naming the file and the byte offset; a missing one
+        FileNotFoundError, before any work.
     pattern : str
         Pre-tokenization regex (default GPT-2's, run by the numba scanner; others by `regex`).
     min_frequency : int
