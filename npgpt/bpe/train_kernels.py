@@ -669,8 +669,8 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
         # pairs and 2 chain entries, and raises at most 2 pairs, so pushes at most 2 heap entries.
         occ = _chain_length(chains, pairs.head[best])
-        if n[N_CHAIN] + 2 * occ >= 2**31 - 1:
-            raise ValueError("too many pair occurrences for the int32 chains (over 2**31)")
+        if n[N_CHAIN] + 2 * occ >= 2**31 - 1 or n[N_PAIRS] + 2 * occ >= 2**31 - 1:
+            raise ValueError("too many pairs or pair occurrences for int32 chains and pair numbers (over 2**31)")
         if n[N_PAIRS] + 2 * occ > pairs.key.shape[0]:
             pairs = _room_for_pairs(pairs, n, 2 * occ)
         if n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]:
