@@ -195,10 +195,11 @@ def cmd_train(args) -> None:
     _positive("--threads", args.threads)
     _writable_folder("--out", args.out)
     try:
-        enc = npgpt.train_bpe(args.files, args.vocab_size, args.special or ["<|endoftext|>"],
-                              min_frequency=args.min_frequency, num_threads=args.threads)
-    except UnicodeDecodeError as e:
-        raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        enc = npgpt.train_bpe(files=args.files, vocab_size=args.vocab_size,
+                              special_tokens=args.special or ["<|endoftext|>"], min_frequency=args.min_frequency,
+                              num_threads=args.threads)
+    except UnicodeDecodeError as e:  # the reason names the file and the byte offset
+        raise UserError(f"not UTF-8 text: {e.reason}") from None
     paths = enc.save(args.out, format=args.format)
     print(f"learned {len(enc.merges):,} merges: {enc.n_vocab:,} tokens; wrote {', '.join(map(str, paths))}")
 

@@ -1,6 +1,8 @@
 """train_bpe against the textbook trainer (npgpt.reference.train), which recounts every pair at every step."""
 
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,14 +53,48 @@ def test_verdict_equals_naive(verdict):
     assert enc.decode(enc.encode(verdict)) == verdict
 
 
-def test_files_streamed_in_chunks(tmp_path, verdict, monkeypatch):
+@pytest.mark.parametrize("block", [1, 7, 1000])
+def test_files_streamed_in_blocks(tmp_path, verdict, monkeypatch, block):
     import npgpt.bpe.train as train
 
-    monkeypatch.setattr(train, "READ_CHARS", 1000)  # many chunks: cuts must not change the counts
+    monkeypatch.setattr(train, "READ_BYTES", block)  # many blocks: the cuts must not change the counts
+    text = verdict[:5000] + "<|endoftext|>\r\n  \n\n" + "é漢\U0001f600 x" * 50 + "<|endoftext|>"
     path = tmp_path / "v.txt"
-    path.write_text(verdict, encoding="utf-8")
-    assert count_pretokens(path, progress=False) == reference.count_pretokens([verdict], ["<|endoftext|>"])
-    assert train_bpe([path, str(path)], 400, progress=False).merges == reference.train([verdict, verdict], 400)[1]
+    path.write_bytes(text.encode())  # bytes exactly: no newline translation
+    assert count_pretokens(files=[path], progress=False) == reference.count_pretokens([text], ["<|endoftext|>"])
+    merges = train_bpe(files=[path, str(path)], vocab_size=400, progress=False).merges
+    assert merges == reference.train([text, text], 400)[1]
+
+
+# Text cut into blocks anywhere: at special tokens, in runs of white space, inside characters.
+pieces = ["a", "ab", " ", "  ", "\n", "\r\n", "'s", "'re", "é", "漢", "\U0001f600", "1", "!!", "<|endoftext|>", "<|x|>",
+          "<|end", "\u3000"]
+stream_text = st.lists(st.sampled_from(pieces), max_size=40).map("".join)
+
+
+@given(stream_text, st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_block_cuts_are_exact(tmp_path_factory, text, block):
+    import npgpt.bpe.train as train
+
+    path = tmp_path_factory.mktemp("cuts") / "t.txt"
+    path.write_bytes(text.encode())
+    old, train.READ_BYTES = train.READ_BYTES, block
+    try:
+        got = count_pretokens(files=[path], special_tokens=["<|endoftext|>", "<|x|>"], progress=False)
+    finally:
+        train.READ_BYTES = old
+    assert got == reference.count_pretokens([text], ["<|endoftext|>", "<|x|>"])
+
+
+def test_threads_give_the_same_counts(tmp_path, verdict):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.txt")
+        paths[-1].write_text(verdict[i * 5000 : (i + 1) * 5000], encoding="utf-8")
+    one = count_pretokens(files=paths, progress=False, num_threads=1)
+    assert count_pretokens(files=paths, progress=False, num_threads=2) == one
+    assert one == reference.count_pretokens([verdict[i * 5000 : (i + 1) * 5000] for i in range(3)])
 
 
 def test_docstring_semantics():
@@ -87,12 +123,55 @@ def test_errors(tmp_path):
         train_bpe(["x"], 200)
     with pytest.raises(FileNotFoundError, match="no such file"):
         train_bpe(tmp_path / "missing.txt", 300)
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
+        train_bpe(files=[str(tmp_path / "missing.txt")], vocab_size=300)
     with pytest.raises(TypeError, match="bytes"):
         train_bpe(b"abc", 300)
+    with pytest.raises(TypeError, match="vocab_size"):
+        train_bpe(["x"])
     with pytest.raises(ValueError, match="min_frequency"):
         train_bpe(["x"], 300, min_frequency=0)
     with pytest.raises(TypeError, match="list of str"):
         train_bpe(["x"], 300, special_tokens="<|endoftext|>")
+    with pytest.raises(ValueError, match="too large"):
+        train_bpe(["x"], 3_000_000_000)
+    with pytest.raises(ValueError, match="num_threads"):
+        train_bpe(["x"], 300, num_threads=-1)
+    with pytest.raises(ValueError, match="num_threads"):
+        train_bpe(["x"], 300, num_threads=0)
+    # a special token of one byte is already a token: say so (not "vocab lacks 1 of the 256 single-byte tokens")
+    with pytest.raises(ValueError, match="special token 'a' is a single byte"):
+        train_bpe(["abc"], 300, special_tokens=["a"])
+    with pytest.raises(ValueError, match="empty"):
+        train_bpe(["abc"], 300, special_tokens=[""])
+
+
+def test_a_str_is_always_a_document(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "typo.txt").write_text("xyxyxy " * 20, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    # a str in `texts` is text, even when a file of that name exists
+    assert count_pretokens(["data/typo.txt"], progress=False) == {b"data": 1, b"/": 1, b"typo": 1, b".": 1,
+                                                                   b"txt": 1}
+    with pytest.raises(TypeError, match="not one str"):  # a bare str: a path or a document? refuse
+        train_bpe("data/typo.txt", 300)
+    from_file = train_bpe(files=["data/typo.txt"], vocab_size=259, progress=False)
+    assert from_file.merges == [(b"x", b"y"), (b"xy", b"xy")]
+    assert train_bpe([Path("data/typo.txt")], 259, progress=False).merges == from_file.merges
+
+
+def test_non_utf8_file_names_file_and_offset(tmp_path, monkeypatch):
+    import npgpt.bpe.train as train
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"caf\xc3\xa9 " * 300 + b"caf\xe9 and more")
+    for block in (1, 5, 1 << 20):
+        monkeypatch.setattr(train, "READ_BYTES", block)
+        with pytest.raises(UnicodeDecodeError, match=r"latin1.txt' at byte offset 1803"):
+            train_bpe(files=[path], vocab_size=300, progress=False)
+    path.write_bytes(b"abc \xe6\xbc")  # a character cut short by the end of the file
+    with pytest.raises(UnicodeDecodeError, match="at byte offset 4"):
+        count_pretokens(files=[path], progress=False)
 
 
 def test_min_frequency_stops_early():

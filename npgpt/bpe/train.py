@@ -14,9 +14,10 @@ It stops when the vocabulary -- 256 bytes, the merged tokens, the special tokens
 token's reuses that token's id, and a pair is merged at most once. Ids: the bytes, then the merged
 tokens in the order learned, then the special tokens.
 
-Recounting every pair after every merge, as the textbook does (``tests/test_train.py::naive_train``),
-costs minutes. Here the counting is the numba scanner feeding a numba hash count, and the merging
-updates only the words that hold the merged pair (`npgpt.bpe.train_kernels`).
+Recounting every pair after every merge, as the textbook does (`npgpt.reference.train`), costs
+minutes. Here the counting is the numba scanner feeding a numba hash table of byte strings, and the
+merging updates only the words that hold the merged pair (`npgpt.bpe.train_kernels`). No Python
+object is made per pre-token: files are read as bytes and the counts stay in NumPy arrays.
 
 Example
 -------
@@ -29,12 +30,11 @@ Example
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,157 +45,279 @@ from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern, fix_surrogates
 
 __all__ = ["count_pretokens", "train_bpe"]
 
-READ_CHARS = 1 << 20  # characters read from a file at a time
+READ_BYTES = 1 << 20  # bytes read from a file at a time
 
 
-def _sources(data: Any) -> tuple[list[Any], int | None]:
-    """(list of sources, total bytes or None): a source is a Path (a file) or a str (a document)."""
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no such file: {str(data)[:80]!r} (to train on text, pass a list of strings)")
-        return [path], path.stat().st_size
-    if isinstance(data, (bytes, bytearray)):
-        raise TypeError("data must be a path, a list of paths or an iterable of str documents, not bytes")
-    sources: list[Any] = []
-    for item in data:
+# --------------------------------------------------------------------------------------------
+# what to read
+
+
+def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
+    """The documents (str) and files (Path) to count, in order, and the total size of the files."""
+    if isinstance(texts, (str, bytes, bytearray)):
+        raise TypeError(f"texts must be an iterable of str documents, not one {type(texts).__name__} (to train on "
+                        "one document pass [text]; to train on files pass files=[path, ...])")
+    if isinstance(texts, os.PathLike):  # one Path: a file, unambiguously
+        texts = [texts]
+    sources: list[str | Path] = []
+    for item in texts or ():
         if isinstance(item, os.PathLike):
-            if not Path(item).is_file():
-                raise FileNotFoundError(f"no such file: {item}")
             sources.append(Path(item))
         elif isinstance(item, str):
-            # a str naming an existing file is that file; any other str is a document
-            is_file = "\n" not in item and len(item) < 4096 and os.path.isfile(item)
-            sources.append(Path(item) if is_file else item)
+            sources.append(item)  # a str is a document, even when it looks like a path
         else:
-            raise TypeError(f"data items must be paths or str documents, got {type(item).__name__}")
-    sizes = [s.stat().st_size for s in sources if isinstance(s, Path)]
-    return sources, (sum(sizes) if len(sizes) == len(sources) else None)
+            raise TypeError(f"texts must hold str documents (or Path objects), got {type(item).__name__}")
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    for f in files or ():
+        if not isinstance(f, (str, os.PathLike)):
+            raise TypeError(f"files must hold paths (str or Path), got {type(f).__name__}")
+        sources.append(Path(f))
+    size = 0
+    for s in sources:
+        if isinstance(s, Path):
+            if not s.is_file():
+                raise FileNotFoundError(f"no such file: {s}")
+            size += s.stat().st_size
+        else:
+            size += len(s)
+    return sources, size
 
 
-def _read(source: Any, bar) -> Iterator[str]:
+def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
+    """The bytes of `path` in blocks of about READ_BYTES (more when the caller carries a long tail
+    it cannot cut), checked to be UTF-8: UnicodeDecodeError names the file and the byte offset."""
+    check = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # file offset of the next block
+    with open(path, "rb") as f:
+        while block := f.read(max(READ_BYTES, next(carry))):
+            pending = len(check.getstate()[0])  # bytes of a character cut by the previous block
+            try:
+                check.decode(block)  # the str is dropped; this is the strict UTF-8 check
+            except UnicodeDecodeError as e:
+                where = offset - pending + e.start
+                raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
+                                         f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+            offset += len(block)
+            bar.update(len(block))
+            yield block
+    try:
+        check.decode(b"", final=True)
+    except UnicodeDecodeError as e:
+        where = offset - len(e.object) + e.start
+        raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
+                                 f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+
+
+def _char_boundary(buf: bytes) -> int:
+    """Length of the longest prefix of `buf` (valid UTF-8 so far) that ends on a whole character."""
+    for back in range(1, min(4, len(buf)) + 1):
+        b = buf[-back]
+        if b < 0x80:
+            return len(buf)
+        if b >= 0xC0:  # a lead byte: its character is whole when it has all its continuation bytes
+            width = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+            return len(buf) if back >= width else len(buf) - back
+    return len(buf)
+
+
+def _segments(buf: bytes, specials: re.Pattern | None, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the text between the special tokens that start before `limit`."""
+    starts, ends, at = [], [], 0
+    if specials is not None:
+        for m in specials.finditer(buf):
+            if m.start() >= limit:  # may be cut short by the end of the buffer: decided next time
+                break
+            starts.append(at)
+            ends.append(m.start())
+            at = m.end()
+    starts.append(at)
+    ends.append(len(buf))
+    return np.array(starts, np.int64), np.array(ends, np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# counting
+
+
+def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: int, bar):
+    """Count the GPT-2 pre-tokens of one source with the numba scanner; return the grown `words`.
+
+    A file is read in blocks; each block is counted up to a safe cut (see `count_pieces`) and the
+    rest is carried over to the next block. This small function is the only place that decides
+    where a stream is cut.
+    """
+    from npgpt.bpe import train_kernels as k
+    from npgpt.bpe.unicode_tables import char_classes
+
+    classes = char_classes()
     if isinstance(source, str):
+        try:
+            raw = source.encode("utf-8")
+        except UnicodeEncodeError:  # surrogates, as tiktoken: pairs joined, lone ones U+FFFD
+            raw = fix_surrogates(source).encode("utf-8")
         bar.update(len(source))
-        yield source
-        return
-    with open(source, encoding="utf-8") as f:
-        while text := f.read(READ_CHARS):
-            bar.update(len(text.encode("utf-8", "surrogatepass")))
-            yield text
+        starts, ends = _segments(raw, specials, len(raw))
+        return k.count_pieces(words, np.frombuffer(raw, np.uint8), starts, ends, classes, len(raw), True)[0]
+    carry = b""
+
+    def carried() -> Iterator[int]:
+        while True:
+            yield len(carry)
+
+    for block in _blocks(source, carried(), bar):
+        buf = carry + block
+        # Decide only what the buffer's text decides: no special token may start in the last `hold`
+        # bytes, and no character may be cut.
+        limit = min(len(buf) - hold, _char_boundary(buf))
+        starts, ends = _segments(buf, specials, limit)
+        words, cut = k.count_pieces(words, np.frombuffer(buf, np.uint8), starts, ends, classes, limit, False)
+        carry = buf[cut:]
+    starts, ends = _segments(carry, specials, len(carry))
+    return k.count_pieces(words, np.frombuffer(carry, np.uint8), starts, ends, classes, len(carry), True)[0]
 
 
-def count_pretokens(data: Any, special_tokens: Iterable[str] = ("<|endoftext|>",), *, pattern: str = GPT2_PATTERN,
+def _count_regex(words, source: str | Path, specials: list[str], pattern: str, bar):
+    """Count the pre-tokens of a custom `pattern` (the `regex` module; files cut by `Encoding.chunk_text`)."""
+    from npgpt.bpe import train_kernels as k
+
+    regex = compile_pattern(pattern)
+    split = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
+    if isinstance(source, str):
+        chunks: Iterable[str] = [source]
+        bar.update(len(source))
+    else:
+        cutter = Encoding({i: bytes([i]) for i in range(256)}, [], specials, pattern=pattern)
+        chunks = cutter.chunk_text(_text_blocks(source, bar), allowed_special="all", disallowed_special=(),
+                                   chunk_chars=READ_BYTES)
+    for chunk in chunks:
+        for part in split.split(chunk) if split else [chunk]:
+            pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part)]
+            if pieces:
+                bounds = np.zeros(len(pieces) + 1, np.int64)
+                np.cumsum([len(p) for p in pieces], out=bounds[1:])
+                words = k.count_spans(words, np.frombuffer(b"".join(pieces), np.uint8), bounds)
+    return words
+
+
+def _text_blocks(path: Path, bar) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for block in _blocks(path, iter(lambda: 0, 1), bar):
+        yield decoder.decode(block)
+
+
+def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: str, num_threads: int | None,
+               progress: bool):
+    """Count the pre-tokens of every source into one `train_kernels.Words` (see `count_pretokens`)."""
+    from tqdm import tqdm
+
+    from npgpt.bpe import train_kernels as k
+
+    specials = _check_specials(special_tokens)
+    compile_pattern(pattern)
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive int or None (all cores), got {num_threads!r}")
+    sources, total = _sources(texts, files)
+    threads = min(num_threads or os.cpu_count() or 1, max(len(sources), 1))
+    split = _special_regex_bytes(specials)
+    hold = max((len(s.encode("utf-8")) for s in specials), default=1) - 1
+
+    def count(todo: list[str | Path], bar):
+        words = k.new_words()
+        for source in todo:
+            if pattern == GPT2_PATTERN:
+                words = _count_gpt2(words, source, split, hold, bar)
+            else:
+                words = _count_regex(words, source, specials, pattern, bar)
+        return words
+
+    disable = not progress or None  # None: tqdm shows the bar only on a terminal
+    with tqdm(total=total, unit="B", unit_scale=True, desc="counting", disable=disable, file=sys.stderr) as bar:
+        if threads == 1:
+            return count(sources, bar)
+        # Sources are shared out between threads, each with its own table; the tables are then added
+        # up (the kernels release the GIL). A count does not depend on which thread saw the text.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda i: count(sources[i::threads], bar), range(threads)))
+    words = parts[0]
+    for other in parts[1:]:
+        words = k.merge_counts(words, other)
+    return words
+
+
+def _special_regex_bytes(specials: list[str]) -> re.Pattern | None:
+    # Longest first: alternation takes the first alternative that matches, so when two special tokens
+    # start at the same place the longer one wins (as `npgpt.reference.count_pretokens` splits).
+    ordered = sorted(specials, key=lambda s: -len(s.encode("utf-8")))
+    return re.compile(b"|".join(re.escape(s.encode("utf-8")) for s in ordered)) if specials else None
+
+
+def _check_specials(special_tokens: Iterable[str]) -> list[str]:
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of str, not the str {special_tokens!r}")
+    specials = list(dict.fromkeys(special_tokens))
+    for s in specials:
+        if not isinstance(s, str):
+            raise TypeError(f"special tokens must be str, got {s!r}")
+        if len(s.encode("utf-8", "surrogatepass")) < 2:
+            raise ValueError(f"special token {s!r} is {'empty' if not s else 'a single byte'}: byte-level BPE "
+                             "already has every single byte as a token (ids 0-255); give special tokens of "
+                             "two or more bytes, such as '<|endoftext|>'")
+    return specials
+
+
+def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable[str] = ("<|endoftext|>",), *,
+                    files: Iterable[str | os.PathLike] | None = None, pattern: str = GPT2_PATTERN,
                     num_threads: int | None = None, progress: bool = True) -> dict[bytes, int]:
-    """Count the distinct pre-tokens of `data` (see `train_bpe`): UTF-8 bytes -> occurrences.
+    """Count the distinct pre-tokens of `texts` and `files` (see `train_bpe` for the arguments):
+    UTF-8 bytes -> occurrences. The plain twin is `npgpt.reference.count_pretokens`.
 
-    Files are streamed in chunks cut where no pre-token can span (`npgpt.Encoding.chunk_text`), and
-    the chunks are counted on `num_threads` threads; memory holds a few chunks plus the counts.
+    The counting runs in numba over bytes; only this function's result is made of Python objects.
 
     >>> count_pretokens(["the cat, the hat<|endoftext|>the"], progress=False)
     {b'the': 2, b' cat': 1, b',': 1, b' the': 1, b' hat': 1}
     """
-    from tqdm import tqdm
-
-    specials = list(dict.fromkeys(special_tokens))
-    sources, total = _sources(data)
-    # A bytes-only encoding: no merges, just the pattern and the special tokens, for chunk_text.
-    cutter = Encoding({i: bytes([i]) for i in range(256)}, [], specials, pattern=pattern)
-    split_specials = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
-    scanned = pattern == GPT2_PATTERN
-    regex = compile_pattern(pattern)
-    threads = num_threads or os.cpu_count() or 1
-
-    def count_chunk(chunk: str) -> Counter:
-        counts: Counter = Counter()
-        for part in split_specials.split(chunk) if split_specials else [chunk]:
-            if not part:
-                continue
-            if not scanned:
-                counts.update(p.encode("utf-8", "surrogatepass") for p in regex.findall(part))
-                continue
-            try:
-                raw = part.encode("utf-8")
-            except UnicodeEncodeError:
-                raw = fix_surrogates(part).encode("utf-8")
-            counts.update(_scan_count(raw))
-        return counts
-
-    totals: Counter = Counter()
-    disable = not progress or None  # None: tqdm shows the bar only on a terminal
-    with tqdm(total=total, unit="B", unit_scale=True, desc="counting", disable=disable, file=sys.stderr) as bar, \
-            ThreadPoolExecutor(threads) as pool:
-        pending = []
-        for source in sources:
-            for chunk in cutter.chunk_text(_read(source, bar), allowed_special="all", disallowed_special=(),
-                                           chunk_chars=READ_CHARS):
-                pending.append(pool.submit(count_chunk, chunk))
-                if len(pending) >= 2 * threads:
-                    for fut in pending:
-                        totals.update(fut.result())
-                    pending.clear()
-        for fut in pending:
-            totals.update(fut.result())
-    return dict(totals)
+    words = _count_all(texts, files, special_tokens, pattern, num_threads, progress)
+    n = int(words.used[0])
+    raw = words.pool.tobytes()
+    return {raw[a : a + b]: c for a, b, c in zip(words.start[:n].tolist(), words.length[:n].tolist(),
+                                                  words.count[:n].tolist(), strict=True) if c}
 
 
-def _scan_count(raw: bytes) -> dict[bytes, int]:
-    from npgpt.bpe import pretokenize_kernels as scan
-    from npgpt.bpe import train_kernels
-    from npgpt.bpe.unicode_tables import char_classes
-
-    buf = np.frombuffer(raw, np.uint8)
-    bounds = np.empty(len(buf) + 1, np.int64)
-    n = scan.scan(buf, 0, len(buf), char_classes(), bounds)
-    first, counts = train_kernels.unique_pieces(buf, bounds, n)
-    starts, ends = bounds[first].tolist(), bounds[first + 1].tolist()
-    return {raw[a:b]: c for a, b, c in zip(starts, ends, counts.tolist(), strict=True)}
+# --------------------------------------------------------------------------------------------
+# training
 
 
-GROUPS = {
-    1: ("left", "right", "count", "head", "merged", "touch_mark", "before", "touched"),
-    2: ("chain_word", "chain_next"), 4: ("heap_p", "heap_c"), 8: ("pool",), 16: ("out_left", "out_right", "out_id"),
-}
-
-
-def _grow(a: dict, need: int, index: np.ndarray, st: np.ndarray) -> np.ndarray:
-    """Double the array groups flagged in `need` (train_kernels.ROOM_* bits); return the pair index."""
-    from npgpt.bpe import train_kernels as k
-
-    for bit, names in GROUPS.items():
-        if need & bit:
-            for name in names:
-                a[name] = np.concatenate([a[name], np.zeros_like(a[name])])
-    if need & 1:  # a bigger pair table: rebuild its index
-        index = k.build_pair_index(a["left"], a["right"], int(st[1]), _pow2(4 * len(a["left"])))
-    return index
-
-
-def _pow2(n: int) -> int:
-    """The smallest power of two >= n (hash tables mask their slot numbers)."""
-    return 1 << max(0, n - 1).bit_length()
-
-
-def train_bpe(data: Any, vocab_size: int, special_tokens: Iterable[str] = ("<|endoftext|>",), *,
+def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
+              special_tokens: Iterable[str] = ("<|endoftext|>",), *, files: Iterable[str | os.PathLike] | None = None,
               pattern: str = GPT2_PATTERN, min_frequency: int = 1, num_threads: int | None = None,
               progress: bool = True) -> Encoding:
-    """Learn a byte-level BPE vocabulary from `data`; return it as an `Encoding`.
+    """Learn a byte-level BPE vocabulary from documents and files; return it as an `Encoding`.
 
     Parameters
     ----------
-    data : path, list of paths, or iterable of str
-        Files are read as UTF-8 and streamed in bounded memory. A str that names an existing file is
-        that file; any other str is a document (documents never merge across each other).
+    texts : iterable of str
+        Documents, each a str (documents never merge across each other). A str is always text, even
+        one that looks like a path; to train on files use `files` (a `pathlib.Path` in `texts` is
+        also read as a file).
     vocab_size : int
         Size of the result, counting the 256 byte tokens, the merged tokens and the special tokens.
     special_tokens : iterable of str
-        Cut out of the text before counting; they get the last ids.
+        Cut out of the text before counting; they get the last ids. Each is two bytes or more.
+    files : iterable of paths (str or Path)
+        Files of UTF-8 text, read byte for byte (no newline translation: ``\r\n`` stays two bytes, as
+        Hugging Face's and gigabpe's trainers read them) in blocks, in bounded memory. A file that is
+        not UTF-8 raises UnicodeDecodeError naming the file and the byte offset; a missing one
+        FileNotFoundError, before any work.
     pattern : str
-        Pre-tokenization regex (default GPT-2's, run by the numba scanner).
+        Pre-tokenization regex (default GPT-2's, run by the numba scanner; others by `regex`).
     min_frequency : int
-        Stop when the best pair occurs fewer times.
+        Stop when the best pair occurs fewer times (at least 1).
     num_threads : int
-        Threads for counting (default: all cores).
+        Threads for counting, one source at a time each (default: all cores).
     progress : bool
         tqdm bars over the input bytes and the merges (shown only on a terminal).
 
@@ -205,14 +327,15 @@ def train_bpe(data: Any, vocab_size: int, special_tokens: Iterable[str] = ("<|en
     >>> enc = train_bpe(["aaab aaab aab"], vocab_size=259, special_tokens=["<|endoftext|>"], progress=False)
     >>> enc.merges, enc.special_tokens
     ([(b'a', b'a'), (b'aa', b'a')], {'<|endoftext|>': 258})
+    >>> train_bpe(files=["no/such/file.txt"], vocab_size=300)
+    Traceback (most recent call last):
+    FileNotFoundError: no such file: no/such/file.txt
     """
     from tqdm import tqdm
 
-    from npgpt.bpe import train_kernels as k
-
-    specials = list(dict.fromkeys(special_tokens))
-    if isinstance(special_tokens, str):
-        raise TypeError(f"special_tokens must be a list of str, not the str {special_tokens!r}")
+    if vocab_size is None:
+        raise TypeError("train_bpe() needs vocab_size")
+    specials = _check_specials(special_tokens)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
     if vocab_size < 256 + len(specials):
@@ -220,64 +343,35 @@ def train_bpe(data: Any, vocab_size: int, special_tokens: Iterable[str] = ("<|en
                          f"special token(s) need {256 + len(specials)}")
     if vocab_size >= 2**31:
         raise ValueError(f"vocab_size={vocab_size} is too large (at most 2**31 - 1)")
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, (int, np.integer)) or min_frequency < 1:
         raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
-    compile_pattern(pattern)
 
-    words = count_pretokens(data, specials, pattern=pattern, num_threads=num_threads, progress=progress)
-    max_tokens = vocab_size - len(specials)
-    keys = list(words)
-    lens = np.fromiter(map(len, keys), np.int64, len(keys))
-    wstart = np.zeros(len(keys), np.int64)
-    if len(keys):
-        np.cumsum(lens[:-1], out=wstart[1:])
-    sym = np.frombuffer(b"".join(keys), np.uint8).astype(np.int32)
-    freq = np.fromiter(words.values(), np.int64, len(keys))
-    wlen = lens.astype(np.int32)
-    n_sym = int(lens.sum())
+    words = _count_all(texts, files, specials, pattern, num_threads, progress)
+    from npgpt.bpe import train_kernels as k
 
-    # Initial sizes: single bytes make at most 65,536 distinct pairs, and every symbol but a word's first
-    # starts one chain entry; the kernel asks for more room as it needs it (see _grow).
-    n_pairs0 = 1 << 17
-    n_merges = max_tokens - 256
-    a = {
-        "left": np.zeros(n_pairs0, np.int32), "right": np.zeros(n_pairs0, np.int32),
-        "count": np.zeros(n_pairs0, np.int64), "head": np.zeros(n_pairs0, np.int64),
-        "merged": np.zeros(n_pairs0, np.bool_), "touch_mark": np.zeros(n_pairs0, np.int64),
-        "before": np.zeros(n_pairs0, np.int64), "touched": np.zeros(n_pairs0, np.int64),
-        "chain_word": np.zeros(n_sym + 1024, np.int32), "chain_next": np.zeros(n_sym + 1024, np.int64),
-        "heap_p": np.zeros(n_pairs0, np.int64), "heap_c": np.zeros(n_pairs0, np.int64),
-        "pool": np.zeros(1 << 16, np.uint8),
-        **{f"out_{x}": np.zeros(max(n_merges, 1), np.int32) for x in ("left", "right", "id")},
-    }
-    a["pool"][:256] = np.arange(256)
-    off = np.zeros(max_tokens + 1, np.int64)
-    off[:257] = np.arange(257)
-    seen = np.zeros(len(keys), np.int64)
-    index = np.full(2 * _pow2(4 * n_pairs0), -1, np.int64)  # pair -> number, at most a quarter full
-    by_bytes = k.new_byte_index()
-    # counters: heap size, pairs, chain entries, touched, tokens, merges, stamp, pool used, symbols, room
-    st = np.array([0, 0, 0, 0, 256, 0, 0, 256, n_sym, 0], np.int64)
-    k.initial_pairs(sym, wstart, wlen, freq, index, st, a["left"], a["right"], a["count"], a["head"], a["merged"],
-                    a["chain_word"], a["chain_next"], a["heap_p"], a["heap_c"], a["pool"], off)
+    # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
+    # whose count went back to 0, taken back at a cut, are left out.)
+    n_words, n_sym = int(words.used[0]), int(words.used[1])
+    sym = words.pool[:n_sym].astype(np.int32)
+    keep = words.count[:n_words] > 0
+    start, length, freq = words.start[:n_words][keep], words.length[:n_words][keep], words.count[:n_words][keep]
+    del words
+    corpus, pairs, chains, heap, tokens, n = k.new_state(sym, start, length, freq)
+    k.initial_pairs(corpus, pairs, chains, heap, tokens, n)
+    max_tokens = int(vocab_size) - len(specials)
     disable = not progress or None
-    with tqdm(total=max(n_merges, 0), unit="merge", desc="merging", disable=disable, file=sys.stderr) as bar:
-        while True:
-            done_before = int(st[5])
-            status = k.train_merges(
-                sym, wstart, wlen, freq, seen, index, st, a["left"], a["right"], a["count"], a["head"], a["merged"],
-                a["touch_mark"], a["before"], a["touched"], a["chain_word"], a["chain_next"], a["heap_p"],
-                a["heap_c"], a["pool"], off, by_bytes, a["out_left"], a["out_right"], a["out_id"], max_tokens,
-                min_frequency, 512)
-            bar.update(int(st[5]) - done_before)
-            if status == k.STOPPED:
-                break
-            if status == k.NEED_ROOM:  # double the arrays the kernel asked for; it checks again
-                index = _grow(a, int(st[9]), index, st)
-    n_tokens, m = int(st[4]), int(st[5])
-    pool = a["pool"]
-    vocab = {i: pool[off[i] : off[i + 1]].tobytes() for i in range(n_tokens)}
-    lefts, rights = a["out_left"][:m].tolist(), a["out_right"][:m].tolist()
-    merges = [(vocab[x], vocab[y]) for x, y in zip(lefts, rights, strict=True)]
+    with tqdm(total=max_tokens - 256, unit="token", desc="merging", disable=disable, file=sys.stderr) as bar:
+        status = k.BUDGET_USED
+        while status != k.STOPPED:
+            before = int(n[k.N_TOKENS])
+            status, pairs, chains, heap, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens,
+                                                                 int(min_frequency), 1024)
+            bar.update(int(n[k.N_TOKENS]) - before)
+    del corpus, pairs, chains, heap  # free the merge loop's arrays before building Python objects
+    n_tokens, m = int(n[k.N_TOKENS]), int(n[k.N_MERGES])
+    raw, off = tokens.pool.tobytes(), tokens.off[: n_tokens + 1].tolist()
+    vocab = {i: raw[off[i] : off[i + 1]] for i in range(n_tokens)}
+    merges = [(vocab[x], vocab[y]) for x, y in zip(tokens.out_left[:m].tolist(), tokens.out_right[:m].tolist(),
+                                                     strict=True)]
     return Encoding(vocab, merges, {s: n_tokens + j for j, s in enumerate(specials)}, pattern=pattern,
                     name="trained")

@@ -1,99 +1,393 @@
-"""numba kernels for `npgpt.bpe.train`: counting pre-tokens and the incremental merge loop.
+"""numba kernels for `npgpt.bpe.train`: counting pre-tokens, and the incremental merge loop.
 
-The merge loop keeps, for every adjacent pair of tokens, its count over all words (weighted by
-word frequency) and a chain of the words it occurs in. A merge visits only the words on its
-pair's chain: each is taken out of the counts, merged, and put back. A max-heap of pairs, ordered
-by count and then by the pair's bytes, finds the next merge; entries whose count has changed since
-they were pushed are refreshed when they reach the top (lazy invalidation).
+Counting (`count_pieces`) runs the GPT-2 scanner (`npgpt.bpe.pretokenize_kernels.piece_end`) over
+UTF-8 bytes and counts each piece in a hash table whose keys are byte spans copied into one pool
+(`Words`): no Python object per pre-token, and the pool is already the flat array of symbols that
+the merge loop starts from.
 
-Every array that grows (pairs, chains, heap, token bytes) is checked for room before a merge starts;
-when room might run out, the kernel returns and Python grows the arrays (`npgpt.bpe.train`). The naive
-trainer these are held to is ``tests/test_train.py::naive_train``.
+The merge loop keeps, for every adjacent pair of tokens, its count over all words (weighted by word
+frequency) and a chain of the words it occurs in (`Pairs`, `Chains`). A merge visits only the words
+on its pair's chain: each word is merged in place (`merge_word`, which returns the pair-count changes)
+and the changes are applied. A max-heap of pairs (`Heap`), ordered by count and then by the pair's
+bytes, finds the next merge; an entry whose count changed since it was pushed is refreshed when it
+reaches the top (lazy invalidation).
+
+Arrays grow inside the kernels (doubling, like a Python list) and the kernels return the grown
+tuples. The plain twin these are held to is `npgpt.reference.train`.
+
+Speed notes. The state travels as NamedTuples of arrays, which numba passes like any tuple; but each
+array in a tuple carries a reference count, and numba updates those counts whenever a tuple is
+rebound or handed to a function that may allocate -- 10-20 ns per array, which at millions of
+pieces and pair updates cost more than the work itself. So (1) no per-piece or per-word loop
+rebinds a tuple: room is made before a loop (`train_merges`, with a bound on what one merge can
+add) or the loop stops when full and its caller grows (`_count_run`); and (2) the hot kernels that
+allocate nothing are compiled with ``_nrt=False`` (no reference counting at all; numba's own flag,
+used here because these kernels only read and write arrays their caller owns). This halves the
+merge loop's time.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from numba import njit
 
-from npgpt.bpe.merge_kernels import hash_bytes, pair_slot, same_bytes
+from npgpt.bpe.merge_kernels import hash_bytes, same_bytes
+from npgpt.bpe.pretokenize_kernels import char_at, piece_end
+from npgpt.bpe.unicode_tables import SPACE
 
-NEED_ROOM, STOPPED, DONE = 1, 2, 3  # why train_merges returned (DONE: its merge budget is used)
-# which arrays need room, as bits of st[9]: pairs (and their index, touched list), chains, heap, bytes, merges
-ROOM_PAIRS, ROOM_CHAINS, ROOM_HEAP, ROOM_POOL, ROOM_MERGES = 1, 2, 4, 8, 16
+# Kernels that allocate nothing and run in the inner loops: no reference counting (see above).
+NO_REFCOUNT = {"cache": True, "nogil": True, "_nrt": False}
+
+# --------------------------------------------------------------------------------------------
+# counting pre-tokens
+
+
+class Words(NamedTuple):
+    """Distinct byte strings and their counts: word w is ``pool[start[w] : start[w] + length[w]]``."""
+
+    slots: np.ndarray  # int32 hash table of word numbers, -1 = empty; a power of two, at most half full
+    hashes: np.ndarray  # uint64 hash_bytes of each word
+    start: np.ndarray  # int64 offset of each word in pool
+    length: np.ndarray  # int32
+    count: np.ndarray  # int64 occurrences
+    pool: np.ndarray  # uint8: the words' bytes back to back
+    used: np.ndarray  # int64[2]: number of words, pool bytes in use
+
+
+def new_words(capacity: int = 1 << 12) -> Words:
+    return Words(np.full(2 * capacity, -1, np.int32), np.zeros(capacity, np.uint64), np.zeros(capacity, np.int64),
+                 np.zeros(capacity, np.int32), np.zeros(capacity, np.int64), np.zeros(8 * capacity, np.uint8),
+                 np.zeros(2, np.int64))
 
 
 @njit(cache=True, nogil=True)
-def unique_pieces(buf, bounds, n):
-    """Distinct pieces among ``buf[bounds[k]:bounds[k+1]]``: (index of each one's first piece, counts)."""
-    cap = 16
-    while cap < 2 * n:
+def _grow(a, size):
+    """`a` copied into a larger array of at least `size` entries (doubling; the tail is unset)."""
+    n = a.shape[0]
+    while n < size:
+        n *= 2
+    out = np.empty(n, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _resize(a, size):
+    """`a` copied into an array of `size` entries (the tail is unset)."""
+    out = np.empty(size, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _make_room(words, n_words, n_bytes):
+    """`words` with room for `n_words` more words of `n_bytes` bytes in all."""
+    n, used = words.used[0], words.used[1]
+    pool = words.pool
+    if used + n_bytes > pool.shape[0]:
+        pool = _grow(pool, used + n_bytes)
+    if n + n_words <= words.start.shape[0]:
+        return Words(words.slots, words.hashes, words.start, words.length, words.count, pool, words.used)
+    cap = words.start.shape[0]
+    while cap < n + n_words:
         cap *= 2
-    mask = cap - 1
-    slots = np.full(cap, -1, np.int64)
-    first = np.empty(n, np.int64)
-    counts = np.zeros(n, np.int64)
-    hashes = np.empty(n, np.uint64)
-    n_unique = 0
-    for k in range(n):
-        a, b = bounds[k], bounds[k + 1]
-        h = hash_bytes(buf, a, b)
-        s = np.int64(h & np.uint64(mask))
-        while True:
-            u = slots[s]
-            if u == -1:
-                slots[s] = n_unique
-                first[n_unique] = k
-                hashes[n_unique] = h
-                counts[n_unique] = 1
-                n_unique += 1
-                break
-            if hashes[u] == h:
-                c, d = bounds[first[u]], bounds[first[u] + 1]
-                if d - c == b - a and same_bytes(buf, c, buf, a, b - a):
-                    counts[u] += 1
-                    break
+    slots = np.full(2 * cap, -1, np.int32)  # rehash: slot numbers depend on the table size
+    mask = slots.shape[0] - 1
+    for w in range(n):
+        s = np.int64(words.hashes[w] & np.uint64(mask))
+        while slots[s] != -1:
             s = (s + 1) & mask
-    return first[:n_unique], counts[:n_unique]
+        slots[s] = w
+    return Words(slots, _grow(words.hashes, cap), _grow(words.start, cap), _grow(words.length, cap),
+                 _grow(words.count, cap), pool, words.used)
 
 
-@njit(cache=True)
-def build_pair_index(left, right, n_pairs, cap):
-    """Open-addressing table (left << 32 | right) -> pair number: keys at 2s, values at 2s + 1.
+@njit(cache=True, nogil=True, inline="always")
+def _has_room(words, n_bytes):
+    return words.used[0] < words.start.shape[0] and words.used[1] + n_bytes <= words.pool.shape[0]
 
-    `cap` (slots) must be a power of two, larger than `n_pairs`."""
-    table = np.full(2 * cap, -1, np.int64)
-    for p in range(n_pairs):
-        _index_put(table, (np.int64(left[p]) << 32) | np.int64(right[p]), p)
-    return table
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_word(words, buf, a, b, c):
+    """``count[buf[a:b]] += c``, adding the word if new; there must be room for it (`_has_room`)."""
+    slots = words.slots
+    h = hash_bytes(buf, a, b)
+    mask = slots.shape[0] - 1
+    s = np.int64(h & np.uint64(mask))
+    while True:
+        w = slots[s]
+        if w == -1:
+            w = words.used[0]
+            p = words.used[1]
+            slots[s] = w
+            words.hashes[w], words.start[w], words.length[w], words.count[w] = h, p, b - a, c
+            for i in range(b - a):  # (a loop, not a slice copy: it needs no allocation, see _count_run)
+                words.pool[p + i] = buf[a + i]
+            words.used[0] += 1
+            words.used[1] += b - a
+            return
+        if words.hashes[w] == h and words.length[w] == b - a and same_bytes(words.pool, words.start[w], buf, a, b - a):
+            words.count[w] += c
+            return
+        s = (s + 1) & mask
+
+
+# Why the loops are split as they are: a loop that may rebind a tuple of arrays (``words =
+# _make_room(words, ...)``) pays reference-count updates for every array on every iteration (numba
+# cannot prove them useless), 10-20 ns each. So no per-piece loop grows anything: room is made before
+# the loop, or the loop (`_count_run`) stops when full and its caller grows the arrays.
+
+
+@njit(cache=True, nogil=True)
+def merge_counts(words, other):
+    """Add every word of `other` with its count to `words` (counts from two threads); returns `words`."""
+    words = _make_room(words, other.used[0], other.used[1])
+    for w in range(other.used[0]):
+        _add_word(words, other.pool, other.start[w], other.start[w] + other.length[w], other.count[w])
+    return words
+
+
+@njit(cache=True, nogil=True)
+def count_spans(words, buf, bounds):
+    """Count the pieces ``buf[bounds[k]:bounds[k+1]]`` (found by a regex, for custom patterns); returns `words`."""
+    words = _make_room(words, bounds.shape[0] - 1, bounds[-1] - bounds[0])
+    for k in range(bounds.shape[0] - 1):
+        _add_word(words, buf, bounds[k], bounds[k + 1], 1)
+    return words
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ends_in_space(buf, a, b, classes):
+    """Is the last character of ``buf[a:b]`` white space (GPT-2's ``\\s``)?"""
+    r = b - 1
+    while r > a and (buf[r] & 0xC0) == 0x80:  # back over UTF-8 continuation bytes
+        r -= 1
+    return char_at(buf, r, b, classes)[0] == SPACE
+
+
+@njit(**NO_REFCOUNT)
+def _count_run(words, buf, p, end, limit, classes, cut, prev_end):
+    """Count the pieces of ``buf[p:end]`` that end before `limit`, while `words` has room.
+
+    Tracks the last safe cut: the end of a piece that ends in a non-space character and is followed
+    by a piece that ends before `limit` (`prev_end`: the previous piece's end if it ends in a non-space,
+    else -1). Returns (where it stopped, cut, prev_end, whether it stopped for want of room).
+    """
+    while p < end:
+        q = piece_end(buf, p, end, classes)
+        if q >= limit:
+            return p, cut, prev_end, False
+        if not _has_room(words, q - p):
+            return p, cut, prev_end, True
+        _add_word(words, buf, p, q, 1)
+        if prev_end >= 0:
+            cut = prev_end
+        prev_end = -1 if _ends_in_space(buf, p, q, classes) else q
+        p = q
+    return p, cut, prev_end, False
+
+
+@njit(cache=True, nogil=True)
+def count_pieces(words, buf, seg_starts, seg_ends, classes, limit, final):
+    """Count GPT-2's pre-tokens of each segment ``buf[seg_starts[i]:seg_ends[i]]`` into `words`.
+
+    When `final`, every segment is counted whole. Otherwise more text follows the buffer, and the last
+    segment is counted only up to a safe cut: the end of a piece that ends in a non-space character
+    and is followed by a piece that ends before `limit` (the rule of `npgpt.Encoding._safe_cut`: such
+    a piece ends there whatever text follows). Returns (words, cut); ``buf[cut:]`` is to be counted
+    again together with the text that follows. Words can be left with count 0 (taken back).
+    """
+    n_seg = seg_starts.shape[0]
+    for i in range(n_seg):
+        start, end = seg_starts[i], seg_ends[i]
+        last = i == n_seg - 1 and not final
+        p, cut, prev_end = start, start, -1
+        while True:
+            p, cut, prev_end, full = _count_run(words, buf, p, end, limit if last else end + 1, classes, cut,
+                                                prev_end)
+            if not full:
+                break
+            words = _make_room(words, 1, end - p)
+        if last:  # the pieces counted after the cut are counted again with the next text: take them back
+            r = cut
+            while r < p:
+                q = piece_end(buf, r, end, classes)
+                _add_word(words, buf, r, q, -1)  # counted above, so found: needs no room
+                r = q
+            return words, cut
+    return words, buf.shape[0]
+
+
+# --------------------------------------------------------------------------------------------
+# the merge loop
+
+# The loop's counters, in one int64 array `n` (names for its slots):
+HEAP_SIZE = 0  # entries in the heap
+N_PAIRS = 1  # pairs created (pair numbers 0 .. N_PAIRS - 1)
+N_CHAIN = 2  # chain entries used
+N_TOUCHED = 3  # pairs whose count the current merge raised
+N_TOKENS = 4  # tokens so far (256 bytes, then merged tokens)
+N_MERGES = 5  # merges so far (may exceed N_TOKENS - 256: a merge can remake an existing token)
+STAMP = 6  # number of the current merge, marks words and pairs visited by it
+POOL_USED = 7  # bytes of token text in the pool
+N_SYMBOLS = 8  # symbols in all words (merging shortens them)
+FREE = 9  # first entry of the list of free chain entries (those of merged pairs), -1 = none
+N_FREE = 10  # entries on that list
+N_COUNTERS = 11
+
+STOPPED, BUDGET_USED = 1, 2  # why train_merges returned
+
+
+class Corpus(NamedTuple):
+    """The words being merged: word w is ``sym[start[w] : start[w] + length[w]]`` (token ids), seen `freq[w]` times."""
+
+    sym: np.ndarray  # int32 token ids, all words back to back (merging shortens words in place)
+    start: np.ndarray  # int64
+    length: np.ndarray  # int32, the current length
+    freq: np.ndarray  # int64
+    seen: np.ndarray  # int32: the last merge that visited the word
+    scratch: np.ndarray  # int64[3, k]: merge_word's changes (left, right, +1/-1), k >= 3 * longest word
+
+
+class Pairs(NamedTuple):
+    """Every adjacent pair ever seen: pair p is (key[p] >> 32, key[p] & 0xFFFFFFFF), occurring count[p] times."""
+
+    key: np.ndarray  # int64: left << 32 | right (token ids)    \ columns of one (pairs, 2) array: a look-up
+    count: np.ndarray  # int64, weighted by word frequency      / reads both in one cache line
+    head: np.ndarray  # int32: first entry of the pair's chain of words, -1 = none
+    merged: np.ndarray  # bool: merged already (a pair is merged at most once)
+    mark: np.ndarray  # int32: the last merge that raised the count
+    touched: np.ndarray  # int32: the pairs the current merge raised (N_TOUCHED of them)
+    index: np.ndarray  # int32 hash table of pair numbers (-1 = empty), at most half full
+
+
+class Chains(NamedTuple):
+    """Linked lists of words, one per pair: entry e says word[e] holds (or held) the pair."""
+
+    word: np.ndarray  # int32
+    next: np.ndarray  # int32, -1 = end (so at most 2**31 - 1 entries: `train_merges` checks)
+
+
+class Heap(NamedTuple):
+    """A binary max-heap of (pair, count at push time, the pair's `_tie_key`), see `_before`."""
+
+    pair: np.ndarray  # int32
+    count: np.ndarray  # int64
+    key: np.ndarray  # int64
+
+
+class Tokens(NamedTuple):
+    """Token t's bytes are ``pool[off[t]:off[t + 1]]``; merge m made out_id[m] from out_left[m], out_right[m]."""
+
+    pool: np.ndarray  # uint8
+    off: np.ndarray  # int64
+    index: np.ndarray  # int64 hash table of merged tokens' bytes: hash at 2s, token at 2s + 1; -1 = empty
+    out_left: np.ndarray  # int32
+    out_right: np.ndarray  # int32
+    out_id: np.ndarray  # int32
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two >= n (hash tables mask their slot numbers)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray):
+    """(corpus, pairs, chains, heap, tokens, counters) before the first merge; ``sym`` is taken over.
+
+    `sym` holds single bytes (< 256) and every `freq` is at least 1 (a word of count 0 would only add
+    work)."""
+    longest = int(length.max()) if len(length) else 0
+    corpus = Corpus(sym, start, length, freq, np.zeros(len(start), np.int32), np.zeros((3, 3 * longest + 8), np.int64))
+    cap = 1 << 16  # single bytes make at most 65,536 pairs: initial_pairs needs no more
+    pairs = _new_pairs(cap)
+    n_chain = int(sym.shape[0]) + 1024  # initial_pairs: one entry per symbol but a word's last
+    chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int32))
+    heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
+    pool = np.zeros(1 << 16, np.uint8)
+    pool[:256] = np.arange(256)
+    off = np.zeros(1 << 12, np.int64)
+    off[:257] = np.arange(257)
+    tokens = Tokens(pool, off, np.full(1 << 13, -1, np.int64), *(np.zeros(1 << 12, np.int32) for _ in range(3)))
+    n = np.zeros(N_COUNTERS, np.int64)
+    n[N_TOKENS] = n[POOL_USED] = 256
+    n[N_SYMBOLS] = sym.shape[0]
+    n[FREE] = -1
+    return corpus, pairs, chains, heap, tokens, n
 
 
 @njit(cache=True, inline="always")
-def _slot(table, key):
-    """The slot of `key` in a pair table laid out as merge.build_pair_table's (key at 2s, value at 2s + 1)."""
-    mask = table.shape[0] // 2 - 1
-    s = pair_slot(key, mask)
-    while table[2 * s] != -1 and table[2 * s] != key:
+def _mix(z):
+    """splitmix64's finaliser: every bit of the key moves every bit of the slot number."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _slot(pairs, key):
+    """The slot of the pair with `key` in the pair index, or the empty slot where it would go."""
+    index = pairs.index
+    mask = index.shape[0] - 1
+    s = np.int64(_mix(np.uint64(key)) & np.uint64(mask))
+    while index[s] != -1 and pairs.key[index[s]] != key:
         s = (s + 1) & mask
     return s
 
 
 @njit(cache=True, inline="always")
-def _index_put(table, key, p):
-    s = _slot(table, key)
-    table[2 * s] = key
-    table[2 * s + 1] = p
-
-
-def new_byte_index():
-    """Hash of a merged token's bytes -> its id (collisions go to the next free key)."""
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
+def _left(pairs, p):
+    return np.int32(pairs.key[p] >> 32)
 
 
 @njit(cache=True, inline="always")
-def _bytes_greater(pool, off, a, b):
+def _right(pairs, p):
+    return np.int32(pairs.key[p] & 0xFFFFFFFF)
+
+
+def _new_pairs(cap: int) -> Pairs:
+    key_count = np.zeros((cap, 2), np.int64)
+    return Pairs(key_count[:, 0], key_count[:, 1], np.zeros(cap, np.int32), np.zeros(cap, np.bool_),
+                 np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.full(2 * cap, -1, np.int32))
+
+
+@njit(cache=True)
+def _room_for_pairs(pairs, n, extra):
+    """`pairs` grown to room for `extra` more pairs (the index at most half full)."""
+    n_pairs = n[N_PAIRS]
+    cap = pairs.key.shape[0]
+    while cap < n_pairs + extra:
+        cap *= 2
+    key_count = np.empty((cap, 2), np.int64)
+    key_count[:n_pairs, 0] = pairs.key[:n_pairs]
+    key_count[:n_pairs, 1] = pairs.count[:n_pairs]
+    grown = Pairs(key_count[:, 0], key_count[:, 1], _grow(pairs.head, cap), _grow(pairs.merged, cap),
+                  _grow(pairs.mark, cap), _grow(pairs.touched, cap), np.full(2 * cap, -1, np.int32))
+    for p in range(n_pairs):  # rehash: slot numbers depend on the table size
+        grown.index[_slot(grown, grown.key[p])] = p
+    return grown
+
+
+@njit(cache=True, inline="always")
+def _pair_id(pairs, n, a, b):
+    """Number of pair (a, b), created (count 0, empty chain) if new; there must be room for it."""
+    key = (np.int64(a) << 32) | np.int64(b)
+    s = _slot(pairs, key)
+    if pairs.index[s] != -1:
+        return np.int64(pairs.index[s])
+    p = n[N_PAIRS]
+    pairs.index[s] = p
+    pairs.key[p], pairs.count[p], pairs.head[p], pairs.merged[p], pairs.mark[p] = key, 0, -1, False, -1
+    n[N_PAIRS] += 1
+    return p
+
+
+@njit(cache=True, inline="always")
+def _bytes_greater(tokens, a, b):
     """Token a's bytes > token b's bytes, as Python compares bytes (a proper prefix is smaller)."""
+    pool, off = tokens.pool, tokens.off
     la, lb = off[a + 1] - off[a], off[b + 1] - off[b]
     for i in range(min(la, lb)):
         x, y = pool[off[a] + i], pool[off[b] + i]
@@ -102,224 +396,318 @@ def _bytes_greater(pool, off, a, b):
     return la > lb
 
 
-@njit(cache=True)
-def _before(cnt_p, p, cnt_q, q, left, right, pool, off):
-    """Does pair p (with count cnt_p) come before pair q in the heap? Higher count first; on a tie the
-    lexicographically greater (left bytes, right bytes)."""
-    if cnt_p != cnt_q:
-        return cnt_p > cnt_q
-    if left[p] != left[q]:
-        return _bytes_greater(pool, off, left[p], left[q])
-    if right[p] != right[q]:
-        return _bytes_greater(pool, off, right[p], right[q])
+@njit(cache=True, inline="always")
+def _tie_key(tokens, a, b):
+    """A 63-bit integer that orders pairs as their (left bytes, right bytes) tuples, when it differs.
+
+    The key holds the first 7 symbols of: a's bytes, an end mark, b's bytes, an end mark -- each byte
+    as byte + 1 and the end mark as 0, 9 bits each, padded with 0. A proper prefix then compares
+    smaller, as Python compares bytes. Two pairs with equal keys are compared byte by byte (rare).
+    Held in the heap beside each entry, it spares the sift loops any look-up of the tokens' bytes.
+    """
+    pool, off = tokens.pool, tokens.off
+    key = np.int64(0)
+    k = 0
+    for t in (a, b):
+        i = off[t]
+        while k < 7 and i < off[t + 1]:
+            key = (key << 9) | (np.int64(pool[i]) + 1)
+            i += 1
+            k += 1
+        if k < 7:
+            key <<= 9  # the end mark
+            k += 1
+    return key << (9 * (7 - k))
+
+
+@njit(cache=True, inline="always")
+def _before(heap, i, j, pairs, tokens):
+    """Does heap entry i come before entry j? The higher count first; on a tie the greater (left bytes,
+    right bytes), as ``max(pairs, key=lambda p: (count[p], p))`` picks (`_tie_key`, then the bytes)."""
+    if heap.count[i] != heap.count[j]:
+        return heap.count[i] > heap.count[j]
+    if heap.key[i] != heap.key[j]:
+        return heap.key[i] > heap.key[j]
+    p, q = heap.pair[i], heap.pair[j]
+    if _left(pairs, p) != _left(pairs, q):
+        return _bytes_greater(tokens, _left(pairs, p), _left(pairs, q))
+    if _right(pairs, p) != _right(pairs, q):
+        return _bytes_greater(tokens, _right(pairs, p), _right(pairs, q))
     return False
 
 
-@njit(cache=True)
-def _push(heap_p, heap_c, size, p, c, left, right, pool, off):
-    i = size
-    heap_p[i], heap_c[i] = p, c
+@njit(cache=True, inline="always")
+def _swap(heap, i, j):
+    heap.pair[i], heap.pair[j] = heap.pair[j], heap.pair[i]
+    heap.count[i], heap.count[j] = heap.count[j], heap.count[i]
+    heap.key[i], heap.key[j] = heap.key[j], heap.key[i]
+
+
+@njit(cache=True, inline="always")
+def _push(heap, n, pairs, tokens, p, c, key):
+    """Add pair p with count c (and its `_tie_key`) to the heap; there must be room for it."""
+    i = n[HEAP_SIZE]
+    heap.pair[i], heap.count[i], heap.key[i] = p, c, key
     while i > 0:
         up = (i - 1) >> 1
-        if not _before(heap_c[i], heap_p[i], heap_c[up], heap_p[up], left, right, pool, off):
+        if not _before(heap, i, up, pairs, tokens):
             break
-        heap_p[i], heap_p[up] = heap_p[up], heap_p[i]
-        heap_c[i], heap_c[up] = heap_c[up], heap_c[i]
+        _swap(heap, i, up)
         i = up
-    return size + 1
+    n[HEAP_SIZE] += 1
 
 
-@njit(cache=True)
-def _pop(heap_p, heap_c, size, left, right, pool, off):
-    size -= 1
-    heap_p[0], heap_c[0] = heap_p[size], heap_c[size]
-    i = 0
+@njit(cache=True, inline="always")
+def _sift_down(heap, i, size, pairs, tokens):
+    """Move entry i down until no child comes before it."""
     while True:
         c = 2 * i + 1
         if c >= size:
             break
-        if c + 1 < size and _before(heap_c[c + 1], heap_p[c + 1], heap_c[c], heap_p[c], left, right, pool, off):
+        if c + 1 < size and _before(heap, c + 1, c, pairs, tokens):
             c += 1
-        if not _before(heap_c[c], heap_p[c], heap_c[i], heap_p[i], left, right, pool, off):
+        if not _before(heap, c, i, pairs, tokens):
             break
-        heap_p[i], heap_p[c] = heap_p[c], heap_p[i]
-        heap_c[i], heap_c[c] = heap_c[c], heap_c[i]
+        _swap(heap, c, i)
         i = c
-    return size
-
-
-@njit(cache=True)
-def _pair_id(index, a, b, st, left, right, count, head, merged):
-    """Index of pair (a, b), created (count 0, empty chain) if new. st[1] counts the pairs."""
-    key = (np.int64(a) << 32) | np.int64(b)
-    s = _slot(index, key)
-    if index[2 * s] == key:
-        return index[2 * s + 1]
-    p = st[1]
-    index[2 * s] = key
-    index[2 * s + 1] = p
-    left[p], right[p], count[p], head[p], merged[p] = a, b, 0, -1, False
-    st[1] += 1
-    return p
 
 
 @njit(cache=True, inline="always")
-def _add(delta, x, y, w, new_token, index, st, left, right, count, head, merged, chain_word, chain_next, touched,
-         touch_mark, before, stamp):
-    """count[(x, y)] += delta, noting the pair's count before this merge; chain word w to new pairs."""
-    p = _pair_id(index, x, y, st, left, right, count, head, merged)
-    if touch_mark[p] != stamp:
-        touch_mark[p] = stamp
-        before[p] = count[p]
-        touched[st[3]] = p
-        st[3] += 1
-    count[p] += delta
-    if delta > 0 and (x == new_token or y == new_token):
-        e = st[2]
-        chain_word[e], chain_next[e] = w, head[p]
-        head[p] = e
-        st[2] += 1
+def _pop(heap, n, pairs, tokens):
+    """Remove the top entry."""
+    size = n[HEAP_SIZE] - 1
+    n[HEAP_SIZE] = size
+    _swap(heap, 0, size)
+    _sift_down(heap, 0, size, pairs, tokens)
 
 
-@njit(cache=True)
-def train_merges(sym, wstart, wlen, freq, seen, index, st, left, right, count, head, merged, touch_mark, before,
-                 touched, chain_word, chain_next, heap_p, heap_c, pool, off, by_bytes, out_left, out_right,
-                 out_id, max_tokens, min_frequency, budget):
-    """Run up to `budget` merges. Returns a status: NEED_ROOM (grow the arrays, call again), STOPPED (no
-    pair reaches min_frequency, or the vocabulary is full), DONE (budget used).
+@njit(cache=True, inline="always")
+def _change(scratch, k, x, y, sign):
+    scratch[0, k], scratch[1, k], scratch[2, k] = x, y, sign
+    return k + 1
 
-    `st` holds the counters: [heap size, pairs, chain entries, touched, tokens, merges, stamp, pool used,
-    total symbols, which arrays need room (ROOM_* bits)].
+
+@njit(cache=True, inline="always")
+def merge_word(sym, s, length, a, b, new, scratch):
+    """Merge every (a, b) in ``sym[s : s + length]`` into `new`, left to right without overlaps, in place.
+
+    The pair counts change only around each merge: ``x a b y -> x new y`` takes one (x, a), (a, b),
+    (b, y) away and adds one (x, new), (new, y). These changes go into `scratch` as (left, right, +1
+    or -1), to be weighted by the word's frequency; (a, b) itself is left out, as it is merged for good.
+    The left neighbour is read from the merged output, so ``a b a b -> new new`` comes out right.
+    Returns (new length, number of changes).
     """
-    for _ in range(budget):
-        if st[4] >= max_tokens:
-            return STOPPED
-        # the best pair: pop entries whose count changed since they were pushed, and re-push them
-        best = -1
-        while st[0] > 0:
-            p, c = heap_p[0], heap_c[0]
-            if merged[p] or c != count[p]:
-                st[0] = _pop(heap_p, heap_c, st[0], left, right, pool, off)
-                if not merged[p] and count[p] > 0:
-                    st[0] = _push(heap_p, heap_c, st[0], p, count[p], left, right, pool, off)
-                continue
-            best = p
-            break
-        if best == -1 or count[best] < min_frequency or count[best] <= 0:
-            return STOPPED
-        # Room for this merge before changing anything. Each occurrence of the pair (at most its count,
-        # and at most half the symbols) creates at most 2 pairs and 2 chain entries, touches at most 5
-        # pairs, and so pushes at most 5 heap entries.
-        occ = min(count[best], st[8] // 2 + 1)
-        need = 0
-        if st[1] + 2 * occ + 2 > left.shape[0] or 4 * (st[1] + 2 * occ + 2) > index.shape[0] \
-                or 5 * occ + 2 > touched.shape[0]:
-            need |= ROOM_PAIRS
-        if st[2] + 2 * occ + 2 > chain_word.shape[0]:
-            need |= ROOM_CHAINS
-        if st[0] + 5 * occ + 2 > heap_p.shape[0]:
-            need |= ROOM_HEAP
-        if st[7] + (off[left[best] + 1] - off[left[best]]) + (off[right[best] + 1] - off[right[best]]) > pool.shape[0]:
-            need |= ROOM_POOL
-        if st[5] >= out_left.shape[0]:
-            need |= ROOM_MERGES
-        if need:
-            st[9] = need
-            return NEED_ROOM
-        a, b = left[best], right[best]
-        # the merged token's bytes; an existing token with the same bytes keeps its id
-        la, lb = off[a + 1] - off[a], off[b + 1] - off[b]
-        start = st[7]
-        pool[start : start + la] = pool[off[a] : off[a + 1]]
-        pool[start + la : start + la + lb] = pool[off[b] : off[b + 1]]
-        key = np.int64(hash_bytes(pool, start, start + la + lb) & np.uint64(0x7FFFFFFFFFFFFFFF))
-        new = -1
-        while key in by_bytes:  # same hash: compare the bytes (collisions chain to key + 1)
-            t = by_bytes[key]
-            if off[t + 1] - off[t] == la + lb and same_bytes(pool, off[t], pool, start, la + lb):
-                new = t
-                break
-            key += 1
-        if new == -1:
-            new = st[4]
-            by_bytes[key] = new
-            off[new + 1] = start + la + lb
-            st[7] = start + la + lb
-            st[4] += 1
-        m = st[5]
-        out_left[m], out_right[m], out_id[m] = a, b, new
-        st[5] += 1
-        merged[best] = True
-        st[6] += 1
-        stamp = st[6]
-        st[3] = 0
-        # visit the words on the pair's chain
-        e = head[best]
-        while e != -1:
-            w = chain_word[e]
-            e = chain_next[e]
-            if seen[w] == stamp:
-                continue
-            seen[w] = stamp
-            s0, n = wstart[w], wlen[w]
-            has = False
-            for i in range(s0, s0 + n - 1):
-                if sym[i] == a and sym[i + 1] == b:
-                    has = True
-                    break
-            if not has:
-                continue
-            # Merge left to right, without overlaps, and update only the pairs around each merge: with
-            # x A B y -> x C y, the pairs (x, A), (A, B), (B, y) lose f and (x, C), (C, y) gain f. The
-            # left neighbour is read from the merged output, so "A B A B" -> "C C" comes out right.
-            f = freq[w]
-            end = s0 + n
-            j = s0
-            i = s0
-            while i < end:
-                if i < end - 1 and sym[i] == a and sym[i + 1] == b:
-                    if j > s0:
-                        x = sym[j - 1]
-                        _add(-f, x, a, w, new, index, st, left, right, count, head, merged, chain_word, chain_next,
-                             touched, touch_mark, before, stamp)
-                        _add(f, x, new, w, new, index, st, left, right, count, head, merged, chain_word,
-                             chain_next, touched, touch_mark, before, stamp)
-                    if i + 2 < end:
-                        y = sym[i + 2]
-                        _add(-f, b, y, w, new, index, st, left, right, count, head, merged, chain_word, chain_next,
-                             touched, touch_mark, before, stamp)
-                        _add(f, new, y, w, new, index, st, left, right, count, head, merged, chain_word,
-                             chain_next, touched, touch_mark, before, stamp)
-                    _add(-f, a, b, w, new, index, st, left, right, count, head, merged, chain_word, chain_next,
-                         touched, touch_mark, before, stamp)
-                    sym[j] = new
-                    i += 2
-                else:
-                    sym[j] = sym[i]
-                    i += 1
-                j += 1
-            wlen[w] = j - s0
-            st[8] -= n - (j - s0)
-        # pairs that gained count need a fresh heap entry; lower counts are fixed lazily
-        for k in range(st[3]):
-            p = touched[k]
-            if count[p] > before[p] and not merged[p]:
-                st[0] = _push(heap_p, heap_c, st[0], p, count[p], left, right, pool, off)
-    return DONE
+    end = s + length
+    i = j = s
+    k = 0
+    while i < end:
+        if i + 1 < end and sym[i] == a and sym[i + 1] == b:
+            if j > s:
+                k = _change(scratch, k, sym[j - 1], a, -1)
+                k = _change(scratch, k, sym[j - 1], new, 1)
+            if i + 2 < end:
+                k = _change(scratch, k, b, sym[i + 2], -1)
+                k = _change(scratch, k, new, sym[i + 2], 1)
+            sym[j] = new
+            i += 2
+        else:
+            sym[j] = sym[i]
+            i += 1
+        j += 1
+    return j - s, k
+
+
+@njit(cache=True, inline="always")
+def _add(pairs, chains, n, x, y, delta, w, new, stamp):
+    """``count[(x, y)] += delta``. Only pairs that hold the new token gain (delta > 0): word w goes on
+    their chain, and they are listed in `touched` to be pushed on the heap. There must be room for
+    one pair and one chain entry."""
+    p = _pair_id(pairs, n, x, y)
+    pairs.count[p] += delta
+    if delta > 0:
+        if pairs.mark[p] != stamp:
+            pairs.mark[p] = stamp
+            pairs.touched[n[N_TOUCHED]] = p
+            n[N_TOUCHED] += 1
+        e = n[FREE]  # reuse an entry of a merged pair's chain, else take a new one
+        if e != -1:
+            n[FREE] = chains.next[e]
+            n[N_FREE] -= 1
+        else:
+            e = n[N_CHAIN]
+            n[N_CHAIN] += 1
+        chains.word[e], chains.next[e] = w, pairs.head[p]
+        pairs.head[p] = e
 
 
 @njit(cache=True)
-def initial_pairs(sym, wstart, wlen, freq, index, st, left, right, count, head, merged, chain_word, chain_next,
-                  heap_p, heap_c, pool, off):
-    """Count every pair of every word, chain the words to their pairs, and heap all pairs."""
-    for w in range(wstart.shape[0]):
-        s0 = wstart[w]
-        for i in range(s0, s0 + wlen[w] - 1):
-            p = _pair_id(index, sym[i], sym[i + 1], st, left, right, count, head, merged)
-            count[p] += freq[w]
-            e = st[2]
-            chain_word[e], chain_next[e] = w, head[p]
-            head[p] = e
-            st[2] += 1
-    for p in range(st[1]):
-        st[0] = _push(heap_p, heap_c, st[0], p, count[p], left, right, pool, off)
+def _token_for(tokens, n, a, b):
+    """Id of the token with the bytes of a + b: an existing one with the same bytes, else a new one."""
+    off = tokens.off
+    la, lb = off[a + 1] - off[a], off[b + 1] - off[b]
+    pool = tokens.pool
+    start = n[POOL_USED]
+    if start + la + lb > pool.shape[0]:
+        pool = _grow(pool, start + la + lb)
+    if n[N_TOKENS] + 2 > off.shape[0]:
+        off = _grow(off, n[N_TOKENS] + 2)
+    index = tokens.index
+    if 4 * (n[N_TOKENS] + 1) > index.shape[0]:  # keep the index at most half full: rehash
+        index = np.full(2 * index.shape[0], -1, np.int64)
+        mask = index.shape[0] // 2 - 1
+        for t in range(256, n[N_TOKENS]):
+            h = hash_bytes(pool, off[t], off[t + 1])
+            s = np.int64(h & np.uint64(mask))
+            while index[2 * s] != -1:
+                s = (s + 1) & mask
+            index[2 * s], index[2 * s + 1] = np.int64(h >> np.uint64(1)), t
+    pool[start : start + la] = pool[off[a] : off[a + 1]]
+    pool[start + la : start + la + lb] = pool[off[b] : off[b + 1]]
+    h = hash_bytes(pool, start, start + la + lb)
+    key = np.int64(h >> np.uint64(1))  # non-negative, never the empty mark
+    mask = index.shape[0] // 2 - 1
+    s = np.int64(h & np.uint64(mask))
+    while index[2 * s] != -1:
+        t = index[2 * s + 1]
+        if index[2 * s] == key and off[t + 1] - off[t] == la + lb and same_bytes(pool, off[t], pool, start, la + lb):
+            return t, Tokens(pool, off, index, tokens.out_left, tokens.out_right, tokens.out_id)
+        s = (s + 1) & mask
+    t = n[N_TOKENS]
+    index[2 * s], index[2 * s + 1] = key, t
+    off[t + 1] = start + la + lb
+    n[POOL_USED] = start + la + lb
+    n[N_TOKENS] += 1
+    return t, Tokens(pool, off, index, tokens.out_left, tokens.out_right, tokens.out_id)
+
+
+@njit(**NO_REFCOUNT)
+def _best_pair(heap, n, pairs, tokens):
+    """The pair to merge next, or -1: pop entries whose count changed since they were pushed, and
+    push them again with their current count (they come back in their right place)."""
+    while n[HEAP_SIZE] > 0:
+        p, c, key = heap.pair[0], heap.count[0], heap.key[0]
+        if not pairs.merged[p] and c == pairs.count[p]:
+            return p
+        _pop(heap, n, pairs, tokens)
+        if not pairs.merged[p] and pairs.count[p] > 0:
+            _push(heap, n, pairs, tokens, p, pairs.count[p], key)  # room: we just popped one
+    return -1
+
+
+@njit(**NO_REFCOUNT)
+def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
+    """Merge pair `best` into token `new` in every word that holds it, update the pair counts, and
+    push the pairs that gained count. There must be room (see `train_merges`)."""
+    a, b = _left(pairs, best), _right(pairs, best)
+    n[STAMP] += 1
+    stamp = n[STAMP]
+    n[N_TOUCHED] = 0
+    # visit the words on the pair's chain (a word is on it once per time it gained the pair)
+    e = pairs.head[best]
+    pairs.head[best] = -1
+    while e != -1:
+        w = chains.word[e]
+        after = chains.next[e]
+        chains.next[e] = n[FREE]  # the pair is merged for good: its chain entries are free for reuse
+        n[FREE] = e
+        n[N_FREE] += 1
+        e = after
+        if corpus.seen[w] == stamp:
+            continue
+        corpus.seen[w] = stamp
+        length, k = merge_word(corpus.sym, corpus.start[w], corpus.length[w], a, b, new, corpus.scratch)
+        n[N_SYMBOLS] -= corpus.length[w] - length
+        corpus.length[w] = length
+        f = corpus.freq[w]
+        for d in range(k):
+            _add(pairs, chains, n, corpus.scratch[0, d], corpus.scratch[1, d], corpus.scratch[2, d] * f, w, new, stamp)
+    # Pairs that gained count need a fresh heap entry; lower counts are fixed lazily (_best_pair). A
+    # pair that gained and lost again gets an entry it does not need: harmless, as it is refreshed or
+    # dropped when it reaches the top.
+    for i in range(n[N_TOUCHED]):
+        p = pairs.touched[i]
+        if pairs.count[p] > 0 and not pairs.merged[p]:
+            _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
+
+
+@njit(**NO_REFCOUNT)
+def _rebuild_heap(heap, n, pairs, tokens):
+    """Rebuild the heap with one entry per live pair (not merged, count > 0), at its current count:
+    lazy invalidation leaves stale entries behind, and this keeps the heap from growing with them."""
+    size = 0
+    for p in range(n[N_PAIRS]):
+        if not pairs.merged[p] and pairs.count[p] > 0:
+            heap.pair[size], heap.count[size] = p, pairs.count[p]
+            heap.key[size] = _tie_key(tokens, _left(pairs, p), _right(pairs, p))
+            size += 1
+    n[HEAP_SIZE] = size
+    for i in range(size // 2 - 1, -1, -1):  # heapify: sift each parent down, last first
+        _sift_down(heap, i, size, pairs, tokens)
+
+
+@njit(**NO_REFCOUNT)
+def _chain_length(chains, e):
+    """Entries on the chain that starts at entry e."""
+    length = 0
+    while e != -1:
+        length += 1
+        e = chains.next[e]
+    return length
+
+
+@njit(cache=True)
+def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
+    """Run up to `budget` merges; stop early when the vocabulary has `max_tokens` tokens or no pair
+    occurs `min_frequency` times. Returns (STOPPED or BUDGET_USED, pairs, chains, heap, tokens), grown."""
+    for _ in range(budget):
+        if n[N_TOKENS] >= max_tokens:
+            return STOPPED, pairs, chains, heap, tokens
+        best = _best_pair(heap, n, pairs, tokens)
+        if best == -1 or pairs.count[best] < min_frequency or pairs.count[best] <= 0:
+            return STOPPED, pairs, chains, heap, tokens
+        # Room for the merge. It has at most `occ` occurrences: a word holding the pair k times is on
+        # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
+        # pairs and 2 chain entries, and raises at most 2 pairs, so pushes at most 2 heap entries.
+        occ = _chain_length(chains, pairs.head[best])
+        if n[N_CHAIN] + 2 * occ >= 2**31 - 1 or n[N_PAIRS] + 2 * occ >= 2**31 - 1:
+            raise ValueError("too many pairs or pair occurrences for int32 chains and pair numbers (over 2**31)")
+        if n[N_PAIRS] + 2 * occ > pairs.key.shape[0]:
+            pairs = _room_for_pairs(pairs, n, 2 * occ)
+        if n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]:
+            # grow by a quarter, not double: freed entries are reused, so the chains grow slowly
+            size = max(n[N_CHAIN] + 2 * occ - n[N_FREE], chains.word.shape[0] + chains.word.shape[0] // 4)
+            chains = Chains(_resize(chains.word, size), _resize(chains.next, size))
+        pushes = 2 * occ
+        if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:  # full: first drop the stale entries
+            _rebuild_heap(heap, n, pairs, tokens)
+        if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:
+            size = n[HEAP_SIZE] + pushes
+            heap = Heap(_grow(heap.pair, size), _grow(heap.count, size), _grow(heap.key, size))
+        m = n[N_MERGES]
+        if m >= tokens.out_left.shape[0]:
+            tokens = Tokens(tokens.pool, tokens.off, tokens.index, _grow(tokens.out_left, m + 1),
+                            _grow(tokens.out_right, m + 1), _grow(tokens.out_id, m + 1))
+        a, b = _left(pairs, best), _right(pairs, best)
+        new, tokens = _token_for(tokens, n, a, b)
+        tokens.out_left[m], tokens.out_right[m], tokens.out_id[m] = a, b, new
+        n[N_MERGES] += 1
+        pairs.merged[best] = True
+        _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new)
+    return BUDGET_USED, pairs, chains, heap, tokens
+
+
+@njit(cache=True)
+def initial_pairs(corpus, pairs, chains, heap, tokens, n):
+    """Count every pair of every word, chain the words to their pairs, and heap all pairs (in place). The words
+    are single bytes, so `new_state`'s arrays have room: at most 65,536 pairs, one entry per symbol."""
+    for w in range(corpus.start.shape[0]):
+        s = corpus.start[w]
+        for i in range(s, s + corpus.length[w] - 1):
+            p = _pair_id(pairs, n, corpus.sym[i], corpus.sym[i + 1])
+            pairs.count[p] += corpus.freq[w]
+            e = n[N_CHAIN]
+            chains.word[e], chains.next[e] = w, pairs.head[p]
+            pairs.head[p] = e
+            n[N_CHAIN] += 1
+    for p in range(n[N_PAIRS]):
+        _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
