@@ -20,6 +20,9 @@ client's merge loop depends only on the number of distinct pre-tokens, not on th
 
 Dask is an optional dependency (``pip install npgpt[dask]``); importing `npgpt` never imports it.
 
+Both are checked on a 2-worker ``LocalCluster`` by the tests: the tokens equal `npgpt.tokenize_files`'s
+and the merges single-machine `npgpt.train_bpe`'s.
+
 Example (with a cluster; `tests/test_distributed.py` runs this on a 2-worker ``LocalCluster``)::
 
     from dask.distributed import Client
@@ -36,7 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["connect", "tokenize"]
+__all__ = ["connect", "count_pretokens", "tokenize", "train_bpe"]
 
 INDEX = "index.json"
 
@@ -114,3 +117,70 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
     tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
     os.replace(tmp, out / INDEX)  # the index appears only when every shard is written
     return index
+
+
+# --------------------------------------------------------------------------------------------
+# training: count on the workers, merge counts pairwise, run the merge loop on the client
+
+
+def _count_shard(shard: str, specials: list[str], pattern: str) -> Any:
+    from npgpt.bpe.train import _count_all
+
+    return _count_all(None, [shard], specials, pattern, 1, False)  # a train_kernels.Words table
+
+
+def _merge_words(a: Any, b: Any) -> Any:
+    from npgpt.bpe import train_kernels
+
+    return train_kernels.merge_counts(a, b)
+
+
+def _counted(shards: Iterable[str | os.PathLike], special_tokens: Iterable[str], pattern: str, client: Any) -> Any:
+    """One future holding every shard's pre-token counts, added up pairwise on the workers (a tree)."""
+    from npgpt.bpe.train import _check_specials
+
+    paths = [Path(s) for s in ([shards] if isinstance(shards, (str, os.PathLike)) else shards)]
+    if not paths:
+        raise ValueError("no shards to count")
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such shard: {missing[0]}")
+    specials = _check_specials(special_tokens)
+    futures = client.map(_count_shard, [str(p.resolve()) for p in paths], specials=specials, pattern=pattern,
+                         pure=False)
+    while len(futures) > 1:  # reduce: log2(shards) rounds, each on the workers
+        odd = [futures.pop()] if len(futures) % 2 else []  # carried to the next round
+        futures = [client.submit(_merge_words, a, b, pure=False)
+                   for a, b in zip(futures[::2], futures[1::2], strict=True)] + odd
+    return futures[0]
+
+
+def count_pretokens(shards: Iterable[str | os.PathLike], special_tokens: Iterable[str] = ("<|endoftext|>",), *,
+                    client: Any = None, pattern: str | None = None) -> dict[bytes, int]:
+    """`npgpt.bpe.train.count_pretokens` of files, counted on a Dask cluster: pre-token bytes -> count."""
+    from npgpt.bpe.pretokenize import GPT2_PATTERN
+
+    words = _counted(shards, special_tokens, pattern or GPT2_PATTERN, connect(client)).result()
+    n = int(words.used[0])
+    raw = words.pool.tobytes()
+    return {raw[a : a + b]: c for a, b, c in zip(words.start[:n].tolist(), words.length[:n].tolist(),
+                                                  words.count[:n].tolist(), strict=True) if c}
+
+
+def train_bpe(shards: Iterable[str | os.PathLike], vocab_size: int, special_tokens: Iterable[str] = ("<|endoftext|>",),
+              *, client: Any = None, pattern: str | None = None, min_frequency: int = 1, progress: bool = True) -> Any:
+    """`npgpt.train_bpe` on files, with the counting on a Dask cluster; the same merges.
+
+    The workers count the pre-tokens of their shards and add the counts up pairwise; only the final
+    counts come to the client, which runs the merge loop (`npgpt.bpe.train.train_from_counts`).
+    Arguments as `npgpt.train_bpe` (`files=`), plus `client` (a Client, an address, or None).
+    """
+    from npgpt.bpe.pretokenize import GPT2_PATTERN
+    from npgpt.bpe.train import _check_training, train_from_counts
+
+    pattern = pattern or GPT2_PATTERN
+    specials = _check_training(vocab_size, special_tokens, min_frequency)
+    words = _counted(shards, specials, pattern, connect(client)).result()
+    return train_from_counts(words, int(vocab_size), specials, pattern=pattern, min_frequency=int(min_frequency),
+                             progress=progress)
+

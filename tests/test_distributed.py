@@ -70,3 +70,21 @@ def test_cli_tokenize_with_a_scheduler(client, shards, tmp_path, capsys):
     assert [s["file"] for s in index["shards"]] == ["00000-shard-0.npy", "00001-shard-1.npy"]
     assert main(["tokenize", str(shards[0]), "--out", str(tmp_path / "p"), "--scheduler", address,
                  "--val-fraction", "0.1"]) == 2
+
+
+def test_train_on_the_cluster_equals_one_machine(client, shards):
+    for vocab_size, specials in ((600, ["<|endoftext|>"]), (400, [])):
+        here = npgpt.train_bpe(files=shards, vocab_size=vocab_size, special_tokens=specials, progress=False)
+        there = dist.train_bpe(shards, vocab_size, specials, client=client, progress=False)
+        assert there.merges == here.merges and there.vocab == here.vocab
+        assert there.special_tokens == here.special_tokens
+
+
+def test_count_on_the_cluster_equals_one_machine(client, shards):
+    from npgpt.bpe.train import count_pretokens
+
+    assert dist.count_pretokens(shards, client=client) == count_pretokens(files=shards, progress=False)
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        dist.train_bpe(["nope.txt"], 300, client=client)
+    with pytest.raises(ValueError, match="vocab_size"):
+        dist.train_bpe(shards, 10, client=client)

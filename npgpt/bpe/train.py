@@ -40,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from npgpt.bpe import pretokenize
 from npgpt.bpe.encoding import Encoding
-from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern, fix_surrogates
+from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -152,10 +153,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
 
     classes = char_classes()
     if isinstance(source, str):
-        try:
-            raw = source.encode("utf-8")
-        except UnicodeEncodeError:  # surrogates, as tiktoken: pairs joined, lone ones U+FFFD
-            raw = fix_surrogates(source).encode("utf-8")
+        raw = pretokenize.to_utf8(source)  # surrogates as tiktoken: pairs joined, lone ones U+FFFD
         bar.update(len(source))
         starts, ends = _segments(raw, specials, len(raw))
         return k.count_pieces(words, np.frombuffer(raw, np.uint8), starts, ends, classes, len(raw), True)[0]
@@ -178,18 +176,17 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
 
 
 def _count_regex(words, source: str | Path, specials: list[str], pattern: str, bar):
-    """Count the pre-tokens of a custom `pattern` (the `regex` module; files cut by `Encoding.chunk_text`)."""
+    """Count the pre-tokens of a custom `pattern` (the `regex` module; files cut by `pretokenize.chunk_text`)."""
     from npgpt.bpe import train_kernels as k
 
     regex = compile_pattern(pattern)
-    split = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) if specials else None
+    split = pretokenize.special_token_regex(frozenset(specials)) if specials else None
     if isinstance(source, str):
         chunks: Iterable[str] = [source]
         bar.update(len(source))
     else:
-        cutter = Encoding({i: bytes([i]) for i in range(256)}, [], specials, pattern=pattern)
-        chunks = cutter.chunk_text(_text_blocks(source, bar), allowed_special="all", disallowed_special=(),
-                                   chunk_chars=READ_BYTES)
+        chunks = pretokenize.chunk_text(_text_blocks(source, bar), pattern=pattern,
+                                        allowed_special=frozenset(specials), chunk_chars=READ_BYTES)
     for chunk in chunks:
         for part in split.split(chunk) if split else [chunk]:
             pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part)]
@@ -220,7 +217,7 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
         raise ValueError(f"num_threads must be a positive int or None (all cores), got {num_threads!r}")
     sources, total = _sources(texts, files)
     threads = min(num_threads or os.cpu_count() or 1, max(len(sources), 1))
-    split = _special_regex_bytes(specials)
+    split = pretokenize.special_token_regex_bytes(frozenset(specials)) if specials else None
     hold = max((len(s.encode("utf-8")) for s in specials), default=1) - 1
 
     def count(todo: list[str | Path], bar):
@@ -246,13 +243,6 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     for other in parts[1:]:
         words = k.merge_counts(words, other)
     return words
-
-
-def _special_regex_bytes(specials: list[str]) -> re.Pattern | None:
-    # Longest first: alternation takes the first alternative that matches, so when two special tokens
-    # start at the same place the longer one wins (as `npgpt.reference.count_pretokens` splits).
-    ordered = sorted(specials, key=lambda s: -len(s.encode("utf-8")))
-    return re.compile(b"|".join(re.escape(s.encode("utf-8")) for s in ordered)) if specials else None
 
 
 def _check_specials(special_tokens: Iterable[str]) -> list[str]:
@@ -331,8 +321,14 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
     Traceback (most recent call last):
     FileNotFoundError: no such file: no/such/file.txt
     """
-    from tqdm import tqdm
+    specials = _check_training(vocab_size, special_tokens, min_frequency)
+    words = _count_all(texts, files, specials, pattern, num_threads, progress)
+    return train_from_counts(words, int(vocab_size or 0), specials, pattern=pattern,
+                             min_frequency=int(min_frequency), progress=progress)
 
+
+def _check_training(vocab_size: Any, special_tokens: Iterable[str], min_frequency: Any) -> list[str]:
+    """Check `train_bpe`'s sizes before any work; return the special tokens as a list."""
     if vocab_size is None:
         raise TypeError("train_bpe() needs vocab_size")
     specials = _check_specials(special_tokens)
@@ -345,8 +341,15 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
         raise ValueError(f"vocab_size={vocab_size} is too large (at most 2**31 - 1)")
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, (int, np.integer)) or min_frequency < 1:
         raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
+    return specials
 
-    words = _count_all(texts, files, specials, pattern, num_threads, progress)
+
+def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, pattern: str = GPT2_PATTERN,
+                      min_frequency: int = 1, progress: bool = True) -> Encoding:
+    """The merge loop of `train_bpe`, on pre-tokens counted already (a `train_kernels.Words` table,
+    as `_count_all` builds it, or as `npgpt.distributed` merges it from many machines' counts)."""
+    from tqdm import tqdm
+
     from npgpt.bpe import train_kernels as k
 
     # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
