@@ -195,9 +195,15 @@ def cmd_train(args) -> None:
     _positive("--threads", args.threads)
     _writable_folder("--out", args.out)
     try:
-        enc = npgpt.train_bpe(files=args.files, vocab_size=args.vocab_size,
-                              special_tokens=args.special or ["<|endoftext|>"], min_frequency=args.min_frequency,
-                              num_threads=args.threads)
+        if args.scheduler:
+            with _dask_client(args.scheduler) as client:
+                from npgpt import distributed
+
+                enc = distributed.train_bpe(args.files, args.vocab_size, specials, client=client,
+                                            min_frequency=args.min_frequency)
+        else:
+            enc = npgpt.train_bpe(files=args.files, vocab_size=args.vocab_size, special_tokens=specials,
+                                  min_frequency=args.min_frequency, num_threads=args.threads)
     except UnicodeDecodeError as e:  # the reason names the file and the byte offset
         raise UserError(f"not UTF-8 text: {e.reason}") from None
     paths = enc.save(args.out, format=args.format)
@@ -228,6 +234,18 @@ def cmd_tokenize(args) -> None:
         print(f"wrote {len(tf):,} tokens ({tf.dtype}, {tf.format}) to {tf.path}")
 
 
+def _dask_client(address: str):
+    """A Dask client connected to `address`, or a one-line mistake."""
+    try:
+        from npgpt import distributed
+
+        return distributed.connect(address)
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    except (OSError, TimeoutError, ValueError) as e:
+        raise UserError(f"--scheduler {address}: cannot connect ({e})") from None
+
+
 def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
     if args.val_fraction is not None:
         raise UserError("--val-fraction does not go with --scheduler (each shard gets a token file of its own)")
@@ -235,15 +253,9 @@ def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
     for f in args.files:
         if not Path(f).is_file():
             raise UserError(f"no such file: {f}")
-    try:
-        from npgpt import distributed
-    except ImportError as e:
-        raise UserError(str(e)) from None
-    try:
-        client = distributed.connect(args.scheduler)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise UserError(f"--scheduler {args.scheduler}: cannot connect ({e})") from None
-    with client:
+    from npgpt import distributed
+
+    with _dask_client(args.scheduler) as client:
         index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
                                      format=args.format or "npy")
     print(f"wrote {index['tokens']:,} tokens in {len(index['shards'])} shard files and {out / 'index.json'}")
@@ -345,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-frequency", type=int, default=1, help="stop when the best pair is rarer (default 1)")
     p.add_argument("--format", choices=["gpt2", "tiktoken"], default="gpt2", help="file format (default gpt2)")
     p.add_argument("--threads", type=int, default=None, help="counting threads (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="count on a Dask cluster (npgpt[dask]); FILES are shards every worker can read")
     p = add("tokenize", "encode text files into one token file (.npy, or nanoGPT's raw .bin)", cmd_tokenize)
     p.add_argument("files", nargs="+", help="UTF-8 text files")
     p.add_argument("--out", required=True,

@@ -88,3 +88,13 @@ def test_count_on_the_cluster_equals_one_machine(client, shards):
         dist.train_bpe(["nope.txt"], 300, client=client)
     with pytest.raises(ValueError, match="vocab_size"):
         dist.train_bpe(shards, 10, client=client)
+
+
+def test_cli_train_with_a_scheduler(client, shards, tmp_path, capsys):
+    from npgpt.cli import main
+
+    argv = ["train", *map(str, shards), "--vocab-size", "500", "--out", str(tmp_path / "v")]
+    assert main([*argv, "--scheduler", client.scheduler.address]) == 0
+    there = npgpt.Encoding.from_files(tmp_path / "v" / "vocab.json", tmp_path / "v" / "merges.txt")
+    assert there.merges == npgpt.train_bpe(files=shards, vocab_size=500, progress=False).merges
+    assert "learned" in capsys.readouterr().out
