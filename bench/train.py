@@ -318,6 +318,7 @@ def measure(args, runs: list, common) -> None:
                 figures[f"npgpt train time / {t} ({vocab_size}, {mb:.0f} MB)"] = ours / best[t]["seconds"]
                 figures[f"npgpt peak memory / {t} ({vocab_size}, {mb:.0f} MB)"] = \
                     best["npgpt"]["peak_mb"] / best[t]["peak_mb"]
+    dask_text = "" if args.quick else dask_lines(runs[0][1], runs[0][2], args.rounds)
     body = "\n\n".join([
         "## Training vocabularies (`bench/train.py`)",
         common.header(),
@@ -327,8 +328,36 @@ def measure(args, runs: list, common) -> None:
         f"Versions: {common.versions('npgpt', 'numba', 'gigabpe', 'tokenizers', 'rustbpe', 'bpeasy')}.",
         common.table(rows),
         "Merges compared with npgpt's before timing:\n\n" + "\n".join(checks) if checks else "",
+        dask_text,
     ])
     common.finish(args, "train", body, figures)
+
+
+def dask_lines(files: list[str], vocab_size: int, rounds: int) -> str:
+    """`npgpt.distributed.train_bpe` on a 2-worker LocalCluster against `train_bpe` in this process, on
+    the same files (each a shard); the merges must be equal. Cluster start-up is not timed."""
+    try:
+        from dask.distributed import Client, LocalCluster
+
+        import npgpt
+        from npgpt import distributed
+    except ImportError as e:
+        return f"Dask: not run ({e})."
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+        distributed.train_bpe(files[:1], 300, client=client, progress=False)  # workers load their kernels
+        best_dask = best_local = float("inf")
+        for _ in range(rounds):
+            t = time.perf_counter()
+            there = distributed.train_bpe(files, vocab_size, client=client, progress=False)
+            best_dask = min(best_dask, time.perf_counter() - t)
+            t = time.perf_counter()
+            here = npgpt.train_bpe(files=files, vocab_size=vocab_size, num_threads=1, progress=False)
+            best_local = min(best_local, time.perf_counter() - t)
+    assert there.merges == here.merges, "the Dask path's merges differ from train_bpe's"
+    return (f"**Dask** (`npgpt.distributed.train_bpe`, {len(files)} shards, vocabulary {vocab_size:,}): on a 2-worker "
+            f"`LocalCluster` {best_dask:.2f} s, against {best_local:.2f} s for `train_bpe` in one process and one "
+            f"thread, in the same run (warm processes, cluster start-up not counted; the same merges). The workers "
+            f"count and add up the counts; the merge loop runs on the client.")
 
 
 if __name__ == "__main__":
