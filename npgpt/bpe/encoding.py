@@ -48,6 +48,7 @@ import numpy as np
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.pretokenize import GPT2_PATTERN, check_disallowed, compile_pattern, to_utf8
 from npgpt.bpe.unicode_tables import char_classes
+from npgpt.token_files import compact_dtype
 
 __all__ = ["ENDOFTEXT", "Encoding", "InvalidTokenError"]
 
@@ -353,8 +354,8 @@ class Encoding:
 
     @property
     def token_dtype(self) -> np.dtype:
-        """The smallest unsigned dtype that holds every id: uint16 for GPT-2."""
-        return np.dtype(np.uint16 if self.max_token_value < 2**16 else np.uint32)
+        """The smallest unsigned dtype that holds every id: uint16 for GPT-2 (`npgpt.token_files.compact_dtype`)."""
+        return compact_dtype(self.max_token_value)
 
     def encode_single_token(self, text_or_bytes: str | bytes) -> int:
         """The id of a text or bytes that is exactly one token (special tokens included).
