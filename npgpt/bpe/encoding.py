@@ -389,15 +389,20 @@ class Encoding:
         return np.array(rows, np.int64)
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
-        """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`); int32 ids."""
+        """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`): the ids,
+        of `token_dtype`, in a buffer that may be larger than they are (trim with the count returned)."""
+        merge = _merge()
         t = self._get_tables()
         cache = self._piece_cache()
-        out = np.empty(len(buf) + len(segments), np.int32)
-        count = _merge().encode_segments(
-            np.frombuffer(buf, np.uint8), segments, scan, char_classes(), t.byte_ids, t.pairs,
-            (t.token_table, t.token_pool, t.joinable), cache.arrays(), cache.MAX_PIECE, out,
-        )
-        return out[:count]
+        out = np.empty(len(buf) + len(segments), self.token_dtype)
+        state = np.zeros(3, np.int64)
+        arr = np.frombuffer(buf, np.uint8)
+        classes = char_classes()
+        work = cache.work
+        while need := merge.encode_segments(arr, segments, scan, classes, t.byte_ids, t.pairs, t.tokens, t.joinable,
+                                            cache.table, work, state, out):
+            work = merge.scratch(need)  # a piece longer than the usual work arrays: the kernel resumes
+        return out[: state[2]]
 
     def _regex_rows(self, buf: bytes, segments: np.ndarray) -> tuple[bytes, np.ndarray]:
         """Custom patterns: cut each ordinary segment with the `regex` module into one row per piece.
