@@ -350,10 +350,13 @@ class Encoding:
         return self._tables
 
     def _piece_cache(self):
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = _merge().PieceCache()
-        return cache
+        """A piece cache (`npgpt.bpe.merge_kernels.PieceCache`) no other call is using; give it back
+        with ``_caches.append``. Caches outlive calls and threads: as many exist as calls ever ran at once."""
+        caches = self.__dict__.setdefault("_caches", [])
+        try:
+            return caches.pop()  # atomic under the GIL: two threads never get the same cache
+        except IndexError:
+            return _merge().PieceCache(self._get_tables().tokens)
 
     # ----------------------------------------------------------------------------------------
     # encoding
@@ -399,9 +402,12 @@ class Encoding:
         arr = np.frombuffer(buf, np.uint8)
         classes = char_classes()
         work = cache.work
-        while need := merge.encode_segments(arr, segments, scan, classes, t.byte_ids, t.pairs, t.tokens, t.joinable,
-                                            cache.table, work, state, out):
-            work = merge.scratch(need)  # a piece longer than the usual work arrays: the kernel resumes
+        try:
+            while need := merge.encode_segments(arr, segments, scan, classes, t.byte_ids, t.pairs, t.tokens,
+                                                t.joinable, cache.table, work, state, out):
+                work = merge.scratch(need)  # a piece longer than the usual work arrays: the kernel resumes
+        finally:
+            self._caches.append(cache)
         return out[: state[2]]
 
     def _regex_rows(self, buf: bytes, segments: np.ndarray) -> tuple[bytes, np.ndarray]:

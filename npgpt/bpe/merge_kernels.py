@@ -160,13 +160,16 @@ def piece_slot(buf, start, end, head, shift):
 
 
 class PieceTable(NamedTuple):
-    """A hash table from whole pieces (bytes) to their ids: the token table and the piece cache.
+    """A hash table from whole pieces (bytes) to their ids: the tokens, then the piece cache.
 
-    ``slots``: int64, three per slot: the piece's first 8 bytes as a word (`head_word`), then
-    ``n_bytes << 32 | n_ids`` (0 when the slot is empty), then ``byte_offset << 32 | id`` where the
-    piece has one id, else ``byte_offset << 32 | id_offset``. ``key_bytes`` holds the bytes past
-    the first 8 of each piece (compared only for pieces longer than 8); ``ids`` the ids of pieces
-    with more than one. ``state``: [entries, bytes used, ids used, times emptied, shift].
+    ``slots``: int64, four per slot (32 bytes: one probe reads one cache line):
+
+    0. the piece's bytes 0..7 as a word (`head_word`); 1. ``n_bytes << 48 | n_ids << 32 | offset``
+       of bytes 16.. in `key_bytes` (0 when the slot is empty); 2. bytes 8..15 as a word;
+    3. the ids: one id as is, two as ``first | second << 32``, more as their offset in `ids`.
+
+    A piece of up to 16 bytes is thus matched by comparing words, without touching `key_bytes`.
+    ``state``: [entries, key bytes used, ids used, times emptied, hash shift].
     """
 
     slots: np.ndarray
@@ -181,25 +184,32 @@ def piece_table(n_slots: int, n_bytes: int, n_ids: int) -> PieceTable:
         raise ValueError(f"slots must be a power of two >= 4, got {n_slots}")
     state = np.zeros(5, np.int64)
     state[4] = 64 - (n_slots.bit_length() - 1)
-    return PieceTable(np.zeros(3 * n_slots, np.int64), np.zeros(max(n_bytes, 1), np.uint8),
+    return PieceTable(np.zeros(4 * n_slots, np.int64), np.zeros(max(n_bytes, 1), np.uint8),
                       np.zeros(max(n_ids, 1), np.int32), state)
+
+
+MAX_KEY = 2**16 - 1  # a piece's length is packed in 16 bits
 
 
 @njit(cache=True, nogil=True, inline="always")
 def piece_find(table, buf, start, end, head):
     """Slot of ``buf[start:end]`` in `table` (a `PieceTable`), or -1."""
     slots, key_bytes, _, state = table
-    mask = slots.shape[0] // 3 - 1
+    mask = slots.shape[0] // 4 - 1
     s = piece_slot(buf, start, end, head, state[4])
     n = end - start
     key = np.int64(head)
     while True:
-        meta = slots[3 * s + 1]
+        meta = slots[4 * s + 1]
         if meta == 0:
             return -1
-        if slots[3 * s] == key and meta >> 32 == n:
-            if n <= 8 or same_bytes(key_bytes, slots[3 * s + 2] >> 32, buf, start + 8, n - 8):
+        # equal heads and lengths: equal pieces up to 8 bytes (head_word zeroes the bytes past n)
+        if slots[4 * s] == key and meta >> 48 == n:
+            if n <= 8:
                 return s
+            if slots[4 * s + 2] == np.int64(head_word(buf, start + 8, min(n - 8, 8))):
+                if n <= 16 or same_bytes(key_bytes, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
+                    return s
         s = (s + 1) & mask
 
 
@@ -207,10 +217,13 @@ def piece_find(table, buf, start, end, head):
 def piece_ids(table, s, out, o):
     """Copy the ids of slot `s` (from `piece_find`) to ``out[o:]``; return how many."""
     slots, _, ids, _ = table
-    k = slots[3 * s + 1] & 0xFFFFFFFF
-    v = slots[3 * s + 2] & 0xFFFFFFFF
+    k = (slots[4 * s + 1] >> 32) & 0xFFFF
+    v = slots[4 * s + 3]
     if k == 1:
         out[o] = v
+    elif k == 2:
+        out[o] = v & 0xFFFFFFFF
+        out[o + 1] = v >> 32
     else:
         for i in range(k):
             out[o + i] = ids[v + i]
@@ -219,27 +232,23 @@ def piece_ids(table, s, out, o):
 
 @njit(cache=True, nogil=True)
 def piece_put(table, buf, start, end, head, ids_, k):
-    """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table). When the table is half
-    full or its pools have no room, empty it first (a cache); return False when it can never fit."""
+    """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table); False when there is
+    no room: the table is half full, or a pool is (the caller empties the table and tries again)."""
     slots, key_bytes, ids, state = table
-    n_slots = slots.shape[0] // 3
+    n_slots = slots.shape[0] // 4
     n = end - start
-    extra = max(n - 8, 0)
-    more = k if k > 1 else 0
-    if extra > key_bytes.shape[0] or more > ids.shape[0] or n >= 2**31:
-        return False
+    extra = max(n - 16, 0)
+    more = k if k > 2 else 0
     if 2 * (state[0] + 1) > n_slots or state[1] + extra > key_bytes.shape[0] or state[2] + more > ids.shape[0]:
-        slots[:] = 0
-        state[0] = 0
-        state[1] = 0
-        state[2] = 0
-        state[3] += 1
+        return False
     a = state[1]
     for i in range(extra):  # loops, not slice copies: those may allocate, which this kernel cannot
-        key_bytes[a + i] = buf[start + 8 + i]
+        key_bytes[a + i] = buf[start + 16 + i]
     state[1] += extra
     if k == 1:
         v = np.int64(ids_[0])
+    elif k == 2:
+        v = np.int64(ids_[0]) | (np.int64(ids_[1]) << 32)
     else:
         v = state[2]
         for i in range(k):
@@ -247,11 +256,12 @@ def piece_put(table, buf, start, end, head, ids_, k):
         state[2] += k
     mask = n_slots - 1
     s = piece_slot(buf, start, end, head, state[4])
-    while slots[3 * s + 1] != 0:
+    while slots[4 * s + 1] != 0:
         s = (s + 1) & mask
-    slots[3 * s] = np.int64(head)
-    slots[3 * s + 1] = (np.int64(n) << 32) | k
-    slots[3 * s + 2] = (a << 32) | v
+    slots[4 * s] = np.int64(head)
+    slots[4 * s + 1] = (np.int64(n) << 48) | (np.int64(k) << 32) | a
+    slots[4 * s + 2] = np.int64(head_word(buf, start + 8, min(n - 8, 8))) if n > 8 else 0
+    slots[4 * s + 3] = v
     state[0] += 1
     return True
 
@@ -428,26 +438,45 @@ def merge_bytes(buf, start, end, byte_ids, pairs, work):
 
 
 class PieceCache:
-    """A bounded bytes -> ids memo for pieces that needed the merge loop, kept across calls.
+    """The table the encode kernel reads: the tokens, then every piece that needed the merge loop.
 
-    A `PieceTable` that the encode kernel empties when it is half full or its pools have no room,
-    so memory stays bounded (``24 * slots + pool_bytes + 4 * pool_ids``: about 28 MB with the
-    defaults, in zeroed pages that the OS maps only as they fill) however much new text streams
+    A copy of the tokens' `PieceTable` (`Tables.tokens`) with room to grow: pieces that needed the
+    merge loop are added as they are met, and kept across calls. When it is half full or its pools
+    have no room, the kernel puts the tokens' table back (`reset`), so memory stays bounded -- 32
+    bytes a slot plus the pools, about 28 MB with the defaults -- however much new text streams
     through. Pieces longer than `MAX_PIECE` bytes are not cached (they rarely repeat). Not
-    thread-safe: each thread uses its own (`npgpt.bpe.Encoding` keeps one per thread), along with
-    the merge loop's work arrays (`work`).
+    thread-safe: `npgpt.bpe.Encoding` lends each call its own, along with the merge loop's work arrays.
     """
 
     MAX_PIECE = SCRATCH
 
-    def __init__(self, slots: int = 1 << 19, pool_bytes: int = 1 << 23, pool_ids: int = 1 << 21):
-        self.table = piece_table(slots, pool_bytes, pool_ids)
+    def __init__(self, tokens: PieceTable, pool_bytes: int = 1 << 22, pool_ids: int = 1 << 21):
+        self.tokens = tokens
+        n_slots = len(tokens.slots) // 4
+        self.table = PieceTable(tokens.slots.copy(), np.zeros(len(tokens.key_bytes) + pool_bytes, np.uint8),
+                                np.zeros(len(tokens.ids) + pool_ids, np.int32), tokens.state.copy())
+        self.table.key_bytes[: len(tokens.key_bytes)] = tokens.key_bytes
+        self.table.ids[: len(tokens.ids)] = tokens.ids
         self.work = scratch(SCRATCH)
+        self.n_slots = n_slots
 
     @property
     def state(self) -> np.ndarray:
-        """[entries, bytes used, ids used, times emptied, hash shift]."""
+        """[entries, key bytes used, ids used, times emptied, hash shift]."""
         return self.table.state
+
+
+@njit(cache=True, nogil=True, inline="always")
+def reset(cache, tokens):
+    """Empty the piece cache back to just the tokens (whose bytes and ids stay where they are)."""
+    slots, _, _, state = cache
+    base, _, _, base_state = tokens
+    for i in range(slots.shape[0]):
+        slots[i] = base[i]
+    emptied = state[3] + 1
+    for i in range(state.shape[0]):
+        state[i] = base_state[i]
+    state[3] = emptied
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,9 +500,12 @@ def joinable_pairs(pool, offsets):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def encode_split(buf, start, end, byte_ids, pairs, tokens, joinable, work, out, o):
+def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o):
     """Encode ``buf[start:end]`` as runs cut where a byte pair is not joinable (see `joinable_pairs`):
-    each run is a byte, a token (one lookup), or goes through the merge loop. Returns the new `o`."""
+    each run is a byte, a piece of `table` (one probe), or goes through the merge loop.
+
+    Returns the new `o`.
+    """
     s = start
     for i in range(start + 1, end + 1):
         if i < end and joinable[np.int64(buf[i - 1]) * 256 + buf[i]]:
@@ -482,9 +514,9 @@ def encode_split(buf, start, end, byte_ids, pairs, tokens, joinable, work, out, 
             out[o] = byte_ids[buf[s]]
             o += 1
         else:
-            t = piece_find(tokens, buf, s, i, head_word(buf, s, i - s))
+            t = piece_find(table, buf, s, i, head_word(buf, s, i - s))
             if t >= 0:
-                o += piece_ids(tokens, t, out, o)
+                o += piece_ids(table, t, out, o)
             else:
                 m = merge_bytes(buf, s, i, byte_ids, pairs, work)
                 parts = work[0]
@@ -509,9 +541,9 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
     one piece already cut by the `regex` module (the path for custom patterns). Pieces never cross
     a row's end, which is how the regex sees a text cut at special tokens.
 
-    Each piece: a single byte is a table lookup; a piece that is itself a token is one probe of
-    `tokens`; then the piece `cache`; then `encode_split` (runs that merges cannot cross, each
-    merged alone), and the result goes into the cache.
+    Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
+    the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
+    merged alone), and the result goes into the cache (emptied back to `tokens` when full).
 
     `work` (from `scratch`) fits pieces up to ``len(work[0])`` bytes. On a longer piece the kernel
     stops and returns its length; the caller calls again with larger work arrays, and `state`
@@ -538,18 +570,15 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
                 return n
             else:
                 head = head_word(buf, p, n)
-                t = piece_find(tokens, buf, p, q, head)
+                t = piece_find(cache, buf, p, q, head)
                 if t >= 0:
-                    o += piece_ids(tokens, t, out, o)
+                    o += piece_ids(cache, t, out, o)
                 else:
-                    c = piece_find(cache, buf, p, q, head)
-                    if c >= 0:
-                        o += piece_ids(cache, c, out, o)
-                    else:
-                        o2 = encode_split(buf, p, q, byte_ids, pairs, tokens, joinable, work, out, o)
-                        if n <= SCRATCH:
-                            piece_put(cache, buf, p, q, head, out[o:o2], o2 - o)
-                        o = o2
+                    o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
+                    if n <= SCRATCH and not piece_put(cache, buf, p, q, head, out[o:o2], o2 - o):
+                        reset(cache, tokens)
+                        piece_put(cache, buf, p, q, head, out[o:o2], o2 - o)
+                    o = o2
             p = q
         state[1] = 0
     state[0], state[1], state[2] = segments.shape[0], 0, o
@@ -604,8 +633,8 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
     pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
     ok = np.zeros(len(multi), np.bool_)
     self_encoding(pool, offsets, ids, byte_ids, pairs, scratch(int(lens.max(initial=1))), ok)
-    # Sized never to fill: fewer than half the slots used, room for every key's bytes.
-    tokens = piece_table(1 << max(4, (2 * len(multi) + 2).bit_length()), int(np.maximum(lens - 8, 0).sum()), 1)
-    fill_token_table(tokens, pool, offsets, ids, ok)
+    # Room for every token in under a fifth of the slots: the rest is for the piece cache.
+    tokens = piece_table(1 << max(19, (5 * len(multi) + 2).bit_length()), int(np.maximum(lens - 16, 0).sum()), 1)
+    fill_token_table(tokens, pool, offsets, ids, ok & (lens <= MAX_KEY))
     joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
     return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()))
