@@ -111,3 +111,30 @@ def test_no_quadratic_blowup(enc, ref):
 def test_corpus_equals_reference(enc, ref, name):
     text = corpus_file(name).read_text(encoding="utf-8")
     assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
+
+
+@given(st.lists(st.integers(0, 50256), min_size=1024, max_size=2000))
+def test_long_decode_equals_token_bytes(enc, ids):
+    """Long inputs take the numba decoder; short ones the Python join. Same bytes."""
+    expected = b"".join(enc.decode_tokens_bytes(ids))
+    assert enc.decode_bytes(ids) == expected
+    assert enc.decode_bytes(np.array(ids, np.uint16)) == expected
+    assert enc.decode(ids) == expected.decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("bad", [50257, -1, 2**70])
+def test_long_decode_names_the_bad_id(enc, bad):
+    ids = [31373] * 2000
+    ids[1500] = bad
+    with pytest.raises(ValueError, match=f"token id {bad} at position 1500"):
+        enc.decode(ids)
+    if abs(bad) < 2**62:
+        with pytest.raises(ValueError, match="at position 1500"):
+            enc.decode(np.array(ids, np.int64))
+
+
+def test_long_decode_refuses_non_integers(enc):
+    with pytest.raises(TypeError, match="at position 3"):
+        enc.decode([1, 2, 3, 1.5] + [1] * 2000)
+    with pytest.raises(TypeError):
+        enc.decode(np.ones(2000, np.float64))

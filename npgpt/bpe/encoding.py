@@ -51,6 +51,8 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 _kernels = None
+_WHOLE_TEXT = np.array([[0, 2**62, -1]], np.int64)  # one ordinary row, ending with the text
+_WHOLE_TEXT.flags.writeable = False
 
 
 def _merge():
@@ -393,19 +395,20 @@ class Encoding:
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
         """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`): the ids,
-        of `token_dtype`, in a buffer that may be larger than they are (trim with the count returned)."""
+        of `token_dtype`, as a view of a buffer that may be larger than they are."""
         merge = _merge()
         t = self._get_tables()
         cache = self._piece_cache()
-        out = np.empty(len(buf) + len(segments), self.token_dtype)
+        out = np.empty(len(buf) + len(segments), np.uint16 if self.max_token_value < 2**16 else np.uint32)
         state = np.zeros(3, np.int64)
-        arr = np.frombuffer(buf, np.uint8)
-        classes = char_classes()
-        work = cache.work
+        table, work = cache.arrays, cache.work
         try:
-            while need := merge.encode_segments(arr, segments, scan, classes, t.byte_ids, t.pairs, t.tokens,
-                                                t.joinable, cache.table, work, state, out):
-                work = merge.scratch(need)  # a piece longer than the usual work arrays: the kernel resumes
+            while stop := merge.encode_segments(np.frombuffer(buf, np.uint8), segments, scan, char_classes(),
+                                                t.byte_ids, t.pairs, t.joinable, table, work, state, out):
+                if stop < 0:  # the cache is full: empty it and go on
+                    cache.reset()
+                else:  # a piece longer than the usual work space: go on with more
+                    work = merge.scratch(stop)
         finally:
             self._caches.append(cache)
         return out[: state[2]]
@@ -443,7 +446,9 @@ class Encoding:
             buf = text.encode("utf-8")
         except UnicodeEncodeError:
             buf = fix_surrogates(text).encode("utf-8")
-        segments = self._segments(buf, allowed)
+        # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
+        # end past the buffer, the kernel stops at its end), saving a small allocation per call.
+        segments = self._segments(buf, allowed) if allowed else _WHOLE_TEXT
         if self._scanned:  # GPT-2's pattern: the numba scanner cuts the ordinary segments itself
             return self._run_kernel(buf, segments, True)
         return self._run_kernel(*self._regex_rows(buf, segments), False)
@@ -715,10 +720,31 @@ class Encoding:
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """Concatenated bytes of the tokens (no UTF-8 decoding).
 
+        Short inputs join the tokens' bytes in Python; long ones (or arrays) go through a numba
+        kernel over one flat table of every token's bytes, with no Python object per token.
+
         >>> enc.decode_bytes([31373, 995])
         b'hello world'
         """
-        return b"".join(self.decode_tokens_bytes(tokens))
+        if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
+            return b"".join(self.decode_tokens_bytes(tokens))
+        try:
+            ids = np.asarray(tokens)
+        except (OverflowError, ValueError, TypeError) as e:  # ints past int64, ragged or odd lists
+            raise self._bad_token(self._as_list(tokens), e) from None
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:
+            return b"".join(self.decode_tokens_bytes(tokens))  # its checks name the bad value
+        merge = _merge()
+        table = self.__dict__.get("_decode_flat")
+        if table is None:
+            table = self._decode_flat = merge.decode_table(self._decode_list)
+        ids = ids.astype(np.int64, copy=False)  # one compiled kernel, whatever the caller's dtype
+        total = merge.decoded_length(ids, table[0])
+        if total < 0:
+            raise self._bad_token(self._as_list(tokens), IndexError(-1 - total))
+        out = np.empty(total, np.uint8)
+        merge.decode_into(ids, table[0], table[1], out)
+        return out.tobytes()
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
         """Decode ids to text. A token boundary can fall inside a UTF-8 character; bytes that do not

@@ -169,7 +169,7 @@ class PieceTable(NamedTuple):
     3. the ids: one id as is, two as ``first | second << 32``, more as their offset in `ids`.
 
     A piece of up to 16 bytes is thus matched by comparing words, without touching `key_bytes`.
-    ``state``: [entries, key bytes used, ids used, times emptied, hash shift].
+    ``state``: [entries, key bytes used, ids used, times emptied, hash shift, entries when emptied].
     """
 
     slots: np.ndarray
@@ -182,7 +182,7 @@ def piece_table(n_slots: int, n_bytes: int, n_ids: int) -> PieceTable:
     """An empty `PieceTable`; zeroed memory, so the OS hands out pages only as they fill."""
     if n_slots & (n_slots - 1) or n_slots < 4:
         raise ValueError(f"slots must be a power of two >= 4, got {n_slots}")
-    state = np.zeros(5, np.int64)
+    state = np.zeros(6, np.int64)
     state[4] = 64 - (n_slots.bit_length() - 1)
     return PieceTable(np.zeros(4 * n_slots, np.int64), np.zeros(max(n_bytes, 1), np.uint8),
                       np.zeros(max(n_ids, 1), np.int32), state)
@@ -408,24 +408,21 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
-def scratch(longest: int) -> tuple[np.ndarray, ...]:
-    """Work arrays for the merge loops, for pieces of up to `longest` bytes:
-    ``(parts, ranks, fresh, nxt, prv, heap, sweep)``; the last four only when the heap path can run."""
-    n = max(longest, 1)
-    short = min(n, SHORT_PIECE)
-    long = n if n > SHORT_PIECE else 0
-    return (np.empty(n, np.int32), np.empty(short, np.int64), np.empty(short, np.bool_), np.empty(long, np.int32),
-            np.empty(long, np.int32), np.empty(2 * long, np.int64), np.empty(2 * long, np.int32))
+def scratch(longest: int) -> np.ndarray:
+    """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
+    `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap)."""
+    return np.empty(9 * max(longest, 1), np.int64)
 
 
 @njit(cache=True, nogil=True)
 def merge_bytes(buf, start, end, byte_ids, pairs, work):
-    """BPE of ``buf[start:end]`` into ``work[0]``; return how many ids it wrote.
+    """BPE of ``buf[start:end]`` into ``work[:m]``; return how many ids it wrote.
 
-    `work` comes from ``scratch(n)`` with n at least ``end - start``.
+    `work` comes from ``scratch(n)`` with n at least ``m = end - start``.
     """
-    parts, ranks, fresh, nxt, prv, heap, sweep = work
     m = end - start
+    parts, ranks, fresh = work[:m], work[m : 2 * m], work[2 * m : 3 * m]
+    nxt, prv, heap, sweep = work[3 * m : 4 * m], work[4 * m : 5 * m], work[5 * m : 7 * m], work[7 * m : 9 * m]
     for i in range(m):
         parts[i] = byte_ids[buf[start + i]]
     if m <= SHORT_PIECE:
@@ -452,31 +449,24 @@ class PieceCache:
 
     def __init__(self, tokens: PieceTable, pool_bytes: int = 1 << 22, pool_ids: int = 1 << 21):
         self.tokens = tokens
-        n_slots = len(tokens.slots) // 4
         self.table = PieceTable(tokens.slots.copy(), np.zeros(len(tokens.key_bytes) + pool_bytes, np.uint8),
                                 np.zeros(len(tokens.ids) + pool_ids, np.int32), tokens.state.copy())
         self.table.key_bytes[: len(tokens.key_bytes)] = tokens.key_bytes
         self.table.ids[: len(tokens.ids)] = tokens.ids
+        self.arrays = tuple(self.table)  # a plain tuple: quicker for numba to type than a NamedTuple
         self.work = scratch(SCRATCH)
-        self.n_slots = n_slots
 
     @property
     def state(self) -> np.ndarray:
-        """[entries, key bytes used, ids used, times emptied, hash shift]."""
+        """[entries, key bytes used, ids used, times emptied, hash shift, entries when emptied]."""
         return self.table.state
 
-
-@njit(cache=True, nogil=True, inline="always")
-def reset(cache, tokens):
-    """Empty the piece cache back to just the tokens (whose bytes and ids stay where they are)."""
-    slots, _, _, state = cache
-    base, _, _, base_state = tokens
-    for i in range(slots.shape[0]):
-        slots[i] = base[i]
-    emptied = state[3] + 1
-    for i in range(state.shape[0]):
-        state[i] = base_state[i]
-    state[3] = emptied
+    def reset(self) -> None:
+        """Empty the cache back to just the tokens (whose bytes and ids stay where they are)."""
+        emptied = self.table.state[3] + 1
+        self.table.slots[:] = self.tokens.slots
+        self.table.state[:] = self.tokens.state
+        self.table.state[3] = emptied
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,7 +489,7 @@ def joinable_pairs(pool, offsets):
     return joinable
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o):
     """Encode ``buf[start:end]`` as runs cut where a byte pair is not joinable (see `joinable_pairs`):
     each run is a byte, a piece of `table` (one probe), or goes through the merge loop.
@@ -519,9 +509,8 @@ def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o
                 o += piece_ids(table, t, out, o)
             else:
                 m = merge_bytes(buf, s, i, byte_ids, pairs, work)
-                parts = work[0]
                 for j in range(m):
-                    out[o + j] = parts[j]
+                    out[o + j] = work[j]
                 o += m
         s = i
     return o
@@ -530,8 +519,7 @@ def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o
 # _nrt=False: this kernel allocates nothing (the caller passes every array), and without it numba
 # counts references to each array at every inlined helper: two atomic operations per piece.
 @njit(cache=True, nogil=True, _nrt=False)
-def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, tokens, joinable, cache, work, state,
-                    out):
+def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, joinable, cache, work, state, out):
     """Encode the text ``buf`` (UTF-8) into `out`; return 0 when done (``state[2]`` ids written).
 
     `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
@@ -543,14 +531,18 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
 
     Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
     the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
-    merged alone), and the result goes into the cache (emptied back to `tokens` when full).
+    merged alone), and the result goes into the cache.
 
-    `work` (from `scratch`) fits pieces up to ``len(work[0])`` bytes. On a longer piece the kernel
-    stops and returns its length; the caller calls again with larger work arrays, and `state`
-    (``[row, position, ids written]``, zeros at first) carries on where it stopped. `out` must hold
-    ``len(buf) + n`` ids (BPE never yields more ids than bytes).
+    The kernel stops early in two cases, returning why, and the caller calls again: `state`
+    (``[row, position, ids written]``, zeros at first) carries on where it stopped.
+
+    - a piece longer than `work` (from `scratch`) fits: it returns the piece's length, and the
+      caller passes larger work space;
+    - the cache is full: it returns -1, and the caller empties it back to the tokens (`PieceCache.reset`).
+
+    `out` must hold ``len(buf) + n`` ids (BPE never yields more ids than bytes).
     """
-    longest = work[0].shape[0]
+    longest = work.shape[0] // 9
     o = state[2]
     for k in range(state[0], segments.shape[0]):
         if segments[k, 2] >= 0:
@@ -558,7 +550,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
             o += 1
             continue
         p = max(segments[k, 0], state[1])
-        end = segments[k, 1]
+        end = min(segments[k, 1], buf.shape[0])
         while p < end:
             q = piece_end(buf, p, end, classes) if scan_segments else end
             n = q - p
@@ -576,8 +568,10 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, toke
                 else:
                     o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
                     if n <= SCRATCH and not piece_put(cache, buf, p, q, head, out[o:o2], o2 - o):
-                        reset(cache, tokens)
-                        piece_put(cache, buf, p, q, head, out[o:o2], o2 - o)
+                        if cache[3][0] > cache[3][5]:  # no room, and pieces to drop: empty it, come back
+                            state[0], state[1], state[2] = k, p, o
+                            return -1
+                        # else even an empty cache has no room for this piece: leave it out
                     o = o2
             p = q
         state[1] = 0
@@ -594,7 +588,7 @@ def self_encoding(pool, offsets, ids, byte_ids, pairs, work, ok):
     """
     for j in range(ids.shape[0]):
         m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, pairs, work)
-        ok[j] = m == 1 and work[0][0] == ids[j]
+        ok[j] = m == 1 and work[0] == ids[j]
     return ok
 
 
@@ -633,8 +627,47 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
     pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
     ok = np.zeros(len(multi), np.bool_)
     self_encoding(pool, offsets, ids, byte_ids, pairs, scratch(int(lens.max(initial=1))), ok)
-    # Room for every token in under a fifth of the slots: the rest is for the piece cache.
-    tokens = piece_table(1 << max(19, (5 * len(multi) + 2).bit_length()), int(np.maximum(lens - 16, 0).sum()), 1)
+    # The tokens fill a tenth of the slots at most; the piece caches copy the table and take the rest
+    # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
+    slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
+    tokens = piece_table(slots, int(np.maximum(lens - 16, 0).sum()), 1)
     fill_token_table(tokens, pool, offsets, ids, ok & (lens <= MAX_KEY))
+    tokens.state[5] = tokens.state[0]  # a piece cache emptied back to the tokens holds this many
     joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
     return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# decoding: ids -> bytes, two passes over the ids and no Python object per token
+
+
+def decode_table(decode_list: list) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, pool)``: token i's bytes are ``pool[offsets[i]:offsets[i + 1]]`` (empty for an unused id)."""
+    lens = np.fromiter((0 if b is None else len(b) for b in decode_list), np.int64, len(decode_list))
+    offsets = np.zeros(len(decode_list) + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return offsets, np.frombuffer(b"".join(b for b in decode_list if b is not None), np.uint8)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def decoded_length(ids, offsets):
+    """Total bytes of the tokens `ids`, or ``-1 - k`` when ``ids[k]`` is not a token (out of range, or unused)."""
+    n_ids = offsets.shape[0] - 1
+    total = 0
+    for k in range(ids.shape[0]):
+        t = ids[k]
+        if t < 0 or t >= n_ids or offsets[t + 1] == offsets[t]:  # every token has at least one byte
+            return -1 - k
+        total += offsets[t + 1] - offsets[t]
+    return total
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def decode_into(ids, offsets, pool, out):
+    """Write the bytes of the tokens `ids` (checked by `decoded_length`) one after another into `out`."""
+    o = 0
+    for k in range(ids.shape[0]):
+        t = ids[k]
+        for i in range(offsets[t], offsets[t + 1]):
+            out[o] = pool[i]
+            o += 1

@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-from npgpt.bpe.unicode_tables import LETTER, NUMBER, OTHER, SPACE, char_classes
+from npgpt.bpe.unicode_tables import LETTER, OTHER, SPACE, char_classes
 
 _APOSTROPHE, _SPACE_BYTE = 39, 32
 
@@ -177,41 +177,33 @@ def space_run(buf, p, r, end, classes):
 def piece_end(buf, p, end, classes):
     """End (exclusive) of the GPT-2 pre-token that starts at ``buf[p]``; requires ``p < end``.
 
-    Dispatch on the first byte: an ASCII letter, a space (glued to the run after it), an ASCII
-    symbol (maybe a contraction), a digit, ASCII white space, then any other character by class.
+    Dispatch on the first byte: ASCII by its class, a space glued to the run after it, an
+    apostrophe maybe a contraction; then the run of the piece's class.
     """
     b = buf[p]
     if b < 0x80:
-        c = classes[b]
-        if c == LETTER:
-            return letter_run(buf, p + 1, end, classes)
-        if b == _SPACE_BYTE:
-            if p + 1 < end:
-                c1, w1 = char_at(buf, p + 1, end, classes)
-                if c1 == LETTER:
-                    return letter_run(buf, p + 1 + w1, end, classes)
-                if c1 != SPACE:
-                    return class_run(buf, p + 1 + w1, end, c1, classes)
-            return space_run(buf, p, p + 1, end, classes)
-        if c == OTHER:
-            if b == _APOSTROPHE and p + 1 < end:  # contractions: 's 't 'm 'd 're 've 'll
-                b1 = buf[p + 1]
-                if b1 == 115 or b1 == 116 or b1 == 109 or b1 == 100:  # s t m d
-                    return p + 2
-                if p + 2 < end:
-                    b2 = buf[p + 2]
-                    if (b2 == 101 and (b1 == 114 or b1 == 118)) or (b1 == 108 and b2 == 108):  # re ve ll
-                        return p + 3
-            return class_run(buf, p + 1, end, OTHER, classes)
-        if c == NUMBER:
-            return class_run(buf, p + 1, end, NUMBER, classes)
-        return space_run(buf, p, p + 1, end, classes)
-    c, w = char_at(buf, p, end, classes)
+        c, r = classes[b], p + 1
+        if b == _SPACE_BYTE and p + 1 < end:  # a space glues to the run after it, unless that is space
+            c1, w1 = char_at(buf, p + 1, end, classes)
+            if c1 != SPACE:
+                c, r = c1, p + 1 + w1
+        elif b == _APOSTROPHE and p + 1 < end:  # contractions: 's 't 'm 'd 're 've 'll
+            b1 = buf[p + 1]
+            if b1 == 115 or b1 == 116 or b1 == 109 or b1 == 100:  # s t m d
+                return p + 2
+            if p + 2 < end:
+                b2 = buf[p + 2]
+                if (b2 == 101 and (b1 == 114 or b1 == 118)) or (b1 == 108 and b2 == 108):  # re ve ll
+                    return p + 3
+    else:
+        c, w = char_at(buf, p, end, classes)
+        r = p + w
+    # one call site each: every inlined copy costs compile time
     if c == LETTER:
-        return letter_run(buf, p + w, end, classes)
+        return letter_run(buf, r, end, classes)
     if c != SPACE:
-        return class_run(buf, p + w, end, c, classes)
-    return space_run(buf, p, p + w, end, classes)
+        return class_run(buf, r, end, c, classes)
+    return space_run(buf, p, r, end, classes)
 
 
 # _nrt=False: this kernel allocates nothing, and without it numba counts references to `buf` and
