@@ -29,6 +29,7 @@ Example
 
 from __future__ import annotations
 
+import array
 import functools
 import itertools
 import os
@@ -735,23 +736,28 @@ class Encoding:
         """
         if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
             return b"".join(self.decode_tokens_bytes(tokens))
-        try:
-            ids = np.asarray(tokens)
-        except (OverflowError, ValueError, TypeError) as e:  # ints past int64, ragged or odd lists
-            raise self._bad_token(self._as_list(tokens), e) from None
-        if ids.dtype.kind not in "iu" or ids.ndim != 1:
-            return b"".join(self.decode_tokens_bytes(tokens))  # its checks name the bad value
         merge = _merge()
         table = self.__dict__.get("_decode_flat")
         if table is None:
             table = self._decode_flat = merge.decode_table(self._decode_list)
-        ids = ids.astype(np.int64, copy=False)  # one compiled kernel, whatever the caller's dtype
-        total = merge.decoded_length(ids, table[0])
-        if total < 0:
-            raise self._bad_token(self._as_list(tokens), IndexError(-1 - total))
-        out = np.empty(total, np.uint8)
-        merge.decode_into(ids, table[0], table[1], out)
-        return out.tobytes()
+        parts = []
+        step = 1 << 20  # a list goes to NumPy a million ids at a time: 8 MB at a time, not 8 bytes per id
+        for start in range(0, len(tokens), step if isinstance(tokens, list) else max(len(tokens), 1)):
+            try:  # array.array takes exact ints only (floats and str raise), and faster than np.asarray
+                ids = (np.frombuffer(array.array("q", tokens[start : start + step]), np.int64)
+                       if isinstance(tokens, list) else np.asarray(tokens))
+            except (OverflowError, ValueError, TypeError) as e:  # ints past int64, floats, odd lists
+                raise self._bad_token(self._as_list(tokens), e) from None
+            if ids.dtype.kind not in "iu" or ids.ndim != 1:
+                return b"".join(self.decode_tokens_bytes(tokens))  # its checks name the bad value
+            ids = ids.astype(np.int64, copy=False)  # one compiled kernel, whatever the caller's dtype
+            total = merge.decoded_length(ids, table[0])
+            if total < 0:
+                raise self._bad_token(self._as_list(tokens), IndexError(-1 - total))
+            out = np.empty(total, np.uint8)
+            merge.decode_into(ids, table[0], table[1], out)
+            parts.append(out)
+        return b"".join(parts)
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
         """Decode ids to text. A token boundary can fall inside a UTF-8 character; bytes that do not
