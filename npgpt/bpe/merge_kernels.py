@@ -82,6 +82,20 @@ def same_bytes(pool, a, buf, start, n):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def same_words(pool, a, buf, start, n):
+    """`same_bytes`, 8 bytes at a time while 8 remain (one 64-bit compare each), then byte by byte."""
+    i = 0
+    while i + 8 <= n:  # reads pool[a + i : a + i + 8] and buf[start + i : start + i + 8], both inside n
+        if load_u64(pool, a + i) != load_u64(buf, start + i):
+            return False
+        i += 8
+    for j in range(i, n):
+        if pool[a + j] != buf[start + j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
 def pair_slot(key, mask):
     # Fibonacci hashing: multiply, keep high bits. Pair keys are small and sequential; the multiply
     # spreads them over the table.
@@ -208,7 +222,7 @@ def piece_find(table, buf, start, end, head):
             if n <= 8:
                 return s
             if slots[4 * s + 2] == np.int64(head_word(buf, start + 8, min(n - 8, 8))):
-                if n <= 16 or same_bytes(key_bytes, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
+                if n <= 16 or same_words(key_bytes, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
                     return s
         s = (s + 1) & mask
 
