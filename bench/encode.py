@@ -194,6 +194,7 @@ def breakdown(docs, fresh, repeat):
         arr = np.frombuffer(buf, np.uint8)
         bounds = np.empty(len(arr) + 1, np.int64)
         segments = np.array([[0, len(arr), -1]], np.int64)
+        segments.flags.writeable = False  # as npgpt passes it: the same compiled kernel
         out = np.empty(len(arr) + 1, np.uint16)
         t = enc._get_tables()
         cache = enc._piece_cache()
