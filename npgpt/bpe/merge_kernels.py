@@ -286,7 +286,8 @@ def fill_token_table(table, pool, offsets, ids, ok):
     for j in range(ids.shape[0]):
         if ok[j]:
             a, b = offsets[j], offsets[j + 1]
-            piece_put(table, pool, a, b, head_word(pool, a, b - a), ids[j : j + 1], 1)
+            piece_put(table, pool, a, b, head_word(pool, a, b - a), ids[j : j + 1], np.int64(1))  # not a literal 1,
+            # which numba would compile `piece_put` for anew
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,7 +646,10 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
     # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
     slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
     tokens = piece_table(slots, int(np.maximum(lens - 16, 0).sum()), 1)
-    fill_token_table(tokens, pool, offsets, ids, ok & (lens <= MAX_KEY))
+    # The ids in the dtype the encoder writes, and the table as a plain tuple, as the encode kernel
+    # passes them: then `piece_put` compiles once for both callers.
+    out_ids = ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32)
+    fill_token_table(tuple(tokens), pool, offsets, out_ids, ok & (lens <= MAX_KEY))
     tokens.state[5] = tokens.state[0]  # a piece cache emptied back to the tokens holds this many
     joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
     return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()))
