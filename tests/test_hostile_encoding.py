@@ -76,7 +76,7 @@ CHILD = textwrap.dedent(r'''
 
     built = []
     run()
-    assert len(built) > int(sys.argv[1]) // 4, f"only {len(built)} vocabularies were valid"
+    assert len(built) > int(sys.argv[1]) // 10, f"only {len(built)} vocabularies were valid"  # 7 of 8 edits are hostile
     print("ok")
 ''')
 

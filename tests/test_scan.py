@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from npgpt import Encoding
 from npgpt.bpe import unicode_tables
 from npgpt.bpe.pretokenize import GPT2_PATTERN, split
-from npgpt.bpe.pretokenize_kernels import split_gpt2
+from npgpt.bpe.pretokenize_kernels import scan, split_gpt2
 from tests.conftest import corpus_file, corpus_files
 
 # Every plane, combining marks, the contraction apostrophes, and \s oddities (U+0085, U+2028,
@@ -21,14 +21,41 @@ corner_pieces = st.sampled_from([
     "a", "Z", "é", "e\u0301", "漢字", "😀", "𝔘", "\U000e0001", "7", "٣", "Ⅻ", "½", "!", "-", "_", ",",
 ])
 tricky_text = st.lists(corner_pieces, max_size=40).map("".join)
+# Long letter runs with the bytes either side of A..Z and a..z ("@[`{"), for the 8-at-a-time path.
+letter_runs = st.text(st.sampled_from("aAmzZ@[`{ \n'0é漢ß"), max_size=80)
 
 
-@given(st.one_of(any_unicode, tricky_text))
+@given(st.one_of(any_unicode, tricky_text, letter_runs))
 @example("Hello world's  123!!  \n\n x're\u3000\u3000y ")
+@example("abcdefghABCDEFGHijklmnopq@abcdefghi[jklmnopqrs`tuvwxyzab{")
 @example(" " * 5)
 @example("a\u0085 b\u2028\u2028c \x1c d")
 def test_scanner_equals_regex(text):
     assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text)
+
+
+def test_not_ascii_letters_is_the_byte_predicate():
+    """The 8-bytes-at-once letter test, for every byte value at every position of the word."""
+    from npgpt.bpe.pretokenize_kernels import not_ascii_letters
+
+    base = int.from_bytes(b"abcdefgh", "little")
+    for k in range(8):
+        for b in range(256):
+            word = (base & ~(0xFF << 8 * k)) | (b << 8 * k)
+            got = int(not_ascii_letters(np.uint64(word)))
+            expected = 0 if chr(b).isascii() and chr(b).isalpha() else 0x80 << 8 * k
+            assert got == expected, (k, b)
+
+
+@given(st.one_of(any_unicode, letter_runs), st.integers(0, 400))
+def test_scanner_stops_at_the_segment_end(text, cut):
+    """Scanning ``buf[:end]`` inside a longer buffer reads nothing past `end`: same pieces as the prefix alone."""
+    buf = np.frombuffer(text.encode("utf-8"), np.uint8)
+    end = min(cut, len(buf))
+    whole, prefix = np.empty(len(buf) + 1, np.int64), np.empty(end + 1, np.int64)
+    n = scan(buf, 0, end, unicode_tables.char_classes(), whole)
+    m = scan(buf[:end].copy(), 0, end, unicode_tables.char_classes(), prefix)
+    assert n == m and whole[: n + 1].tolist() == prefix[: m + 1].tolist()
 
 
 @pytest.mark.parametrize("name", corpus_files())

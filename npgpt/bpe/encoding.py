@@ -34,9 +34,11 @@ Example
 
 from __future__ import annotations
 
+import array
 import bisect
 import functools
 import os
+import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +58,8 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 _kernels = None
+_WHOLE_TEXT = np.array([[0, 2**62, -1]], np.int64)  # one ordinary row, ending with the text
+_WHOLE_TEXT.flags.writeable = False
 
 
 def _merge():
@@ -64,6 +68,12 @@ def _merge():
     if _kernels is None:
         from npgpt.bpe import merge_kernels as merge
 
+        try:  # numba keeps an index file per cached kernel; none yet means this run compiles them
+            first_run = not os.path.exists(merge.encode_segments._cache._cache_file._index_path)
+        except AttributeError:  # another numba version's internals: say nothing rather than guess
+            first_run = False
+        if first_run:
+            sys.stderr.write("npgpt: compiling npgpt's kernels, once (about 10 s; numba caches them on disk)\n")
         _kernels = merge
     return _kernels
 
@@ -143,7 +153,7 @@ class Encoding:
         self._sorted_tokens: list[bytes] | None = None  # for encode_with_unstable
         self._tables_lock = threading.Lock()
         self._tables = None
-        self._local = threading.local()
+        self._caches: list = []  # piece caches lent to encode calls (see _borrow_cache)
 
     @classmethod
     def from_files(
@@ -236,10 +246,13 @@ class Encoding:
         return self._tables
 
     def _piece_cache(self):
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = _merge().PieceCache()
-        return cache
+        """A piece cache (`npgpt.bpe.merge_kernels.PieceCache`) no other call is using; give it back
+        with ``_caches.append``. Caches outlive calls and threads: as many exist as calls ever ran at once."""
+        caches = self.__dict__.setdefault("_caches", [])
+        try:
+            return caches.pop()  # atomic under the GIL: two threads never get the same cache
+        except IndexError:
+            return _merge().PieceCache(self._get_tables().tokens)
 
     # ----------------------------------------------------------------------------------------
     # encoding
@@ -280,22 +293,34 @@ class Encoding:
         return np.array(rows, np.int64)
 
     def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
-        """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`); int32 ids."""
+        """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`): the ids,
+        of `token_dtype`, as a view of a buffer that may be larger than they are."""
+        merge = _merge()
         t = self._get_tables()
         cache = self._piece_cache()
-        out = np.empty(len(buf) + len(segments), np.int32)
-        count = _merge().encode_segments(
-            np.frombuffer(buf, np.uint8), segments, scan, char_classes(), t.byte_ids, t.pairs,
-            (t.token_table, t.token_pool, t.joinable), cache.arrays(), cache.MAX_PIECE, out,
-        )
-        return out[:count]
+        out = np.empty(len(buf) + len(segments), np.uint16 if self.max_token_value < 2**16 else np.uint32)
+        segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
+        state = np.zeros(3, np.int64)
+        table, work = cache.arrays, cache.work
+        try:
+            while stop := merge.encode_segments(np.frombuffer(buf, np.uint8), segments, scan, char_classes(),
+                                                t.byte_ids, t.pairs, t.joinable, table, work, state, out):
+                if stop < 0:  # the cache is full: empty it and go on
+                    cache.reset()
+                else:  # a piece longer than the usual work space: go on with more
+                    work = merge.scratch(stop)
+        finally:
+            self._caches.append(cache)
+        return out[: state[2]]
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         text = _check_text(text)
         if disallowed:
             check_disallowed(text, disallowed)
         buf = to_utf8(text)
-        segments = self._segments(buf, allowed)
+        # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
+        # end past the buffer, the kernel stops at its end), saving a small allocation per call.
+        segments = self._segments(buf, allowed) if allowed else _WHOLE_TEXT
         if self._scanned:  # GPT-2's pattern: the numba scanner cuts the ordinary segments itself
             return self._run_kernel(buf, segments, True)
         return self._run_kernel(*pretokenize.regex_rows(buf, segments, self._pat_str), False)
@@ -621,10 +646,36 @@ class Encoding:
     def decode_bytes(self, tokens: Sequence[int]) -> bytes:
         """Concatenated bytes of the tokens (no UTF-8 decoding).
 
+        Short inputs join the tokens' bytes in Python; long ones (or arrays) go through a numba
+        kernel over one flat table of every token's bytes, with no Python object per token.
+
         >>> enc.decode_bytes([31373, 995])
         b'hello world'
         """
-        return b"".join(self.decode_tokens_bytes(tokens))
+        if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
+            return b"".join(self.decode_tokens_bytes(tokens))
+        merge = _merge()
+        table = self.__dict__.get("_decode_flat")
+        if table is None:
+            table = self._decode_flat = merge.decode_table(self._decode_list)
+        parts = []
+        step = 1 << 20  # a list goes to NumPy a million ids at a time: 8 MB at a time, not 8 bytes per id
+        for start in range(0, len(tokens), step if isinstance(tokens, list) else max(len(tokens), 1)):
+            try:  # array.array takes exact ints only (floats and str raise), and faster than np.asarray
+                ids = (np.frombuffer(array.array("q", tokens[start : start + step]), np.int64)
+                       if isinstance(tokens, list) else np.asarray(tokens))
+            except (OverflowError, ValueError, TypeError) as e:  # ints past int64, floats, odd lists
+                raise self._bad_token(self._as_list(tokens), e) from None
+            if ids.dtype.kind not in "iu" or ids.ndim != 1:
+                return b"".join(self.decode_tokens_bytes(tokens))  # its checks name the bad value
+            ids = ids.astype(np.int64, copy=False)  # one compiled kernel, whatever the caller's dtype
+            total = merge.decoded_length(ids, table[0])
+            if total < 0:
+                raise self._bad_token(self._as_list(tokens), IndexError(-1 - total))
+            out = np.empty(total, np.uint8)
+            merge.decode_into(ids, table[0], table[1], out)
+            parts.append(out.data)  # a buffer: joined without a copy per part
+        return b"".join(parts)
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
         """Decode ids to text. A token boundary can fall inside a UTF-8 character; bytes that do not

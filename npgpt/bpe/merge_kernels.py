@@ -11,12 +11,14 @@ which the tests hold this module to. Here the same loop runs over NumPy arrays i
 
 - pair table: an open-addressing hash table from ``(left_id, right_id)`` to ``(rank, merged_id)``,
   key and value side by side in one int64 array (`build_pair_table`, `pair_lookup`);
-- whole-piece table: most pieces (``" the"``, ``" and"``) are themselves tokens; a hash table of
-  token bytes finds them with one lookup, skipping the merge loop (`token_lookup`). Only tokens that
-  the merge loop itself would produce from their bytes are in it, so the shortcut never changes an
-  answer (`self_encoding` checks each token once, when `build_tables` runs);
-- piece cache: pieces that did need merging are remembered, bytes -> ids, in a bounded table that
-  is emptied when full (`PieceCache`);
+- whole-piece tables (`PieceTable`, one layout for two uses): a hash table from a piece's bytes to
+  its ids, probed with the piece's first 8 bytes as one machine word (`head_word`), so a piece of up
+  to 8 bytes -- most of them -- is found with one comparison and no second memory access.
+  * tokens: most pieces (``" the"``, ``" and"``) are themselves tokens. Only tokens that the merge
+    loop itself would produce from their bytes are in it, so the shortcut never changes an answer
+    (`self_encoding` checks each token once, when `build_tables` runs);
+  * piece cache: pieces that did need merging are remembered across calls, in a bounded table that
+    is emptied when full (`PieceCache`), so memory stays bounded however much new text streams by;
 - merge loop: for short pieces a scan of the pair ranks (`_merge_short`, quadratic but tiny); for
   long ones a linked list plus a binary heap of ``(rank, position)`` with lazy deletion
   (`_merge_long`, O(n log n)), so ``"a" * 10**6`` stays linear-ish.
@@ -37,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import piece_end
+from npgpt.bpe.pretokenize_kernels import load_u64, piece_end
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -75,6 +77,20 @@ def same_bytes(pool, a, buf, start, n):
     """``pool[a:a+n] == buf[start:start+n]``, byte by byte (the check behind every hash hit)."""
     for i in range(n):
         if pool[a + i] != buf[start + i]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def same_words(pool, a, buf, start, n):
+    """`same_bytes`, 8 bytes at a time while 8 remain (one 64-bit compare each), then byte by byte."""
+    i = 0
+    while i + 8 <= n:  # reads pool[a + i : a + i + 8] and buf[start + i : start + i + 8], both inside n
+        if load_u64(pool, a + i) != load_u64(buf, start + i):
+            return False
+        i += 8
+    for j in range(i, n):
+        if pool[a + j] != buf[start + j]:
             return False
     return True
 
@@ -125,41 +141,153 @@ def pair_lookup(pairs, left, right):
         s = (s + 1) & mask
 
 
-@njit(cache=True)
-def build_token_table(pool, offsets, ids, cap):
-    """Hash table from token bytes to id. Token ``ids[j]`` has bytes ``pool[offsets[j]:offsets[j+1]]``.
+@njit(cache=True, nogil=True, inline="always")
+def head_word(buf, start, n):
+    """The first ``min(n, 8)`` bytes of ``buf[start:start + n]`` as a little-endian uint64, zeros above.
 
-    One int64 array, three per slot side by side: the hash of the bytes, the id (-1 when empty),
-    and ``offset << 16 | length`` of the bytes in `pool`.
+    One 8-byte load whenever 8 bytes remain in `buf` (the bytes past the piece are masked off, so
+    the word depends on the piece alone); byte by byte only at the very end of the buffer.
     """
-    table = np.full(3 * cap, -1, np.int64)
-    mask = cap - 1
-    for j in range(ids.shape[0]):
-        h = hash_bytes(pool, offsets[j], offsets[j + 1])
-        s = np.int64(h & np.uint64(mask))
-        while table[3 * s + 1] != -1:
-            s = (s + 1) & mask
-        table[3 * s] = np.int64(h)
-        table[3 * s + 1] = ids[j]
-        table[3 * s + 2] = (offsets[j] << 16) | (offsets[j + 1] - offsets[j])
-    return table
+    if n >= 8:
+        return load_u64(buf, start)
+    if start + 8 <= buf.shape[0]:
+        return load_u64(buf, start) & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
+    w = np.uint64(0)
+    for i in range(n):
+        w |= np.uint64(buf[start + i]) << np.uint64(8 * i)
+    return w
 
 
 @njit(cache=True, nogil=True, inline="always")
-def token_lookup(table, pool, buf, start, end, h):
-    """Id of the token whose bytes are ``buf[start:end]`` (hash `h`), or -1."""
-    mask = table.shape[0] // 3 - 1
-    s = np.int64(h & np.uint64(mask))
-    key = np.int64(h)
+def piece_slot(buf, start, end, head, shift):
+    """Home slot of the piece ``buf[start:end]`` (first word `head`) in a table of ``2**(64 - shift)`` slots.
+
+    Multiply-xor over 8-byte words; the slot is the product's top bits (Fibonacci hashing), which
+    depend on every bit of the input, unlike its low bits.
+    """
+    h = (head ^ np.uint64(end - start)) * _GOLDEN
+    i = start + 8
+    while i < end:
+        h = ((h >> np.uint64(29)) ^ h ^ head_word(buf, i, min(8, end - i))) * _MIX
+        i += 8
+    return np.int64(h >> np.uint64(shift))
+
+
+class PieceTable(NamedTuple):
+    """A hash table from whole pieces (bytes) to their ids: the tokens, then the piece cache.
+
+    ``slots``: int64, four per slot (32 bytes: one probe reads one cache line):
+
+    0. the piece's bytes 0..7 as a word (`head_word`); 1. ``n_bytes << 48 | n_ids << 32 | offset``
+       of bytes 16.. in `key_bytes` (0 when the slot is empty); 2. bytes 8..15 as a word;
+    3. the ids: one id as is, two as ``first | second << 32``, more as their offset in `ids`.
+
+    A piece of up to 16 bytes is thus matched by comparing words, without touching `key_bytes`.
+    ``state``: [entries, key bytes used, ids used, times emptied, hash shift, entries when emptied].
+    """
+
+    slots: np.ndarray
+    key_bytes: np.ndarray
+    ids: np.ndarray
+    state: np.ndarray
+
+
+def piece_table(n_slots: int, n_bytes: int, n_ids: int) -> PieceTable:
+    """An empty `PieceTable`; zeroed memory, so the OS hands out pages only as they fill."""
+    if n_slots & (n_slots - 1) or n_slots < 4:
+        raise ValueError(f"slots must be a power of two >= 4, got {n_slots}")
+    state = np.zeros(6, np.int64)
+    state[4] = 64 - (n_slots.bit_length() - 1)
+    return PieceTable(np.zeros(4 * n_slots, np.int64), np.zeros(max(n_bytes, 1), np.uint8),
+                      np.zeros(max(n_ids, 1), np.int32), state)
+
+
+MAX_KEY = 2**16 - 1  # a piece's length is packed in 16 bits
+
+
+@njit(cache=True, nogil=True, inline="always")
+def piece_find(table, buf, start, end, head):
+    """Slot of ``buf[start:end]`` in `table` (a `PieceTable`), or -1."""
+    slots, key_bytes, _, state = table
+    mask = slots.shape[0] // 4 - 1
+    s = piece_slot(buf, start, end, head, state[4])
     n = end - start
+    key = np.int64(head)
     while True:
-        t = table[3 * s + 1]
-        if t == -1:
+        meta = slots[4 * s + 1]
+        if meta == 0:
             return -1
-        meta = table[3 * s + 2]
-        if table[3 * s] == key and meta & 0xFFFF == n and same_bytes(pool, meta >> 16, buf, start, n):
-            return t
+        # equal heads and lengths: equal pieces up to 8 bytes (head_word zeroes the bytes past n)
+        if slots[4 * s] == key and meta >> 48 == n:
+            if n <= 8:
+                return s
+            if slots[4 * s + 2] == np.int64(head_word(buf, start + 8, min(n - 8, 8))):
+                if n <= 16 or same_words(key_bytes, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
+                    return s
         s = (s + 1) & mask
+
+
+@njit(cache=True, nogil=True, inline="always")
+def piece_ids(table, s, out, o):
+    """Copy the ids of slot `s` (from `piece_find`) to ``out[o:]``; return how many."""
+    slots, _, ids, _ = table
+    k = (slots[4 * s + 1] >> 32) & 0xFFFF
+    v = slots[4 * s + 3]
+    if k == 1:
+        out[o] = v
+    elif k == 2:
+        out[o] = v & 0xFFFFFFFF
+        out[o + 1] = v >> 32
+    else:
+        for i in range(k):
+            out[o + i] = ids[v + i]
+    return k
+
+
+@njit(cache=True, nogil=True)
+def piece_put(table, buf, start, end, head, ids_, k):
+    """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table); False when there is
+    no room: the table is half full, or a pool is (the caller empties the table and tries again)."""
+    slots, key_bytes, ids, state = table
+    n_slots = slots.shape[0] // 4
+    n = end - start
+    extra = max(n - 16, 0)
+    more = k if k > 2 else 0
+    if 2 * (state[0] + 1) > n_slots or state[1] + extra > key_bytes.shape[0] or state[2] + more > ids.shape[0]:
+        return False
+    a = state[1]
+    for i in range(extra):  # loops, not slice copies: those may allocate, which this kernel cannot
+        key_bytes[a + i] = buf[start + 16 + i]
+    state[1] += extra
+    if k == 1:
+        v = np.int64(ids_[0])
+    elif k == 2:
+        v = np.int64(ids_[0]) | (np.int64(ids_[1]) << 32)
+    else:
+        v = state[2]
+        for i in range(k):
+            ids[v + i] = ids_[i]
+        state[2] += k
+    mask = n_slots - 1
+    s = piece_slot(buf, start, end, head, state[4])
+    while slots[4 * s + 1] != 0:
+        s = (s + 1) & mask
+    slots[4 * s] = np.int64(head)
+    slots[4 * s + 1] = (np.int64(n) << 48) | (np.int64(k) << 32) | a
+    slots[4 * s + 2] = np.int64(head_word(buf, start + 8, min(n - 8, 8))) if n > 8 else 0
+    slots[4 * s + 3] = v
+    state[0] += 1
+    return True
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def fill_token_table(table, pool, offsets, ids, ok):
+    """Put token ``ids[j]`` (bytes ``pool[offsets[j]:offsets[j+1]]``) in `table` wherever ``ok[j]``."""
+    for j in range(ids.shape[0]):
+        if ok[j]:
+            a, b = offsets[j], offsets[j + 1]
+            piece_put(table, pool, a, b, head_word(pool, a, b - a), ids[j : j + 1], np.int64(1))  # not a literal 1,
+            # which numba would compile `piece_put` for anew
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,25 +423,21 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
-@njit(cache=True, nogil=True)
-def scratch(longest):
-    """Work arrays for the merge loops, for pieces of up to `longest` bytes:
-    ``(parts, ranks, fresh, nxt, prv, heap, sweep)``; the last four only when the heap path can run."""
-    n = max(longest, 1)
-    short = min(n, SHORT_PIECE)
-    long = n if n > SHORT_PIECE else 0
-    return (np.empty(n, np.int32), np.empty(short, np.int64), np.empty(short, np.bool_), np.empty(long, np.int32),
-            np.empty(long, np.int32), np.empty(2 * long, np.int64), np.empty(2 * long, np.int32))
+def scratch(longest: int) -> np.ndarray:
+    """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
+    `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap)."""
+    return np.empty(9 * max(longest, 1), np.int64)
 
 
 @njit(cache=True, nogil=True)
 def merge_bytes(buf, start, end, byte_ids, pairs, work):
-    """BPE of ``buf[start:end]`` into ``work[0]``; return how many ids it wrote.
+    """BPE of ``buf[start:end]`` into ``work[:m]``; return how many ids it wrote.
 
-    `work` comes from ``scratch(n)`` with n at least ``end - start``.
+    `work` comes from ``scratch(n)`` with n at least ``m = end - start``.
     """
-    parts, ranks, fresh, nxt, prv, heap, sweep = work
     m = end - start
+    parts, ranks, fresh = work[:m], work[m : 2 * m], work[2 * m : 3 * m]
+    nxt, prv, heap, sweep = work[3 * m : 4 * m], work[4 * m : 5 * m], work[5 * m : 7 * m], work[7 * m : 9 * m]
     for i in range(m):
         parts[i] = byte_ids[buf[start + i]]
     if m <= SHORT_PIECE:
@@ -326,89 +450,38 @@ def merge_bytes(buf, start, end, byte_ids, pairs, work):
 
 
 class PieceCache:
-    """A bounded bytes -> ids memo for pieces that needed the merge loop.
+    """The table the encode kernel reads: the tokens, then every piece that needed the merge loop.
 
-    Laid out for few cache misses, since a lookup happens for every piece that is not a token:
-
-    - ``table``: open addressing, two int64 per slot side by side: the piece's hash, and
-      ``start << 20 | n_bytes << 10 | n_ids`` (-1 when empty);
-    - ``pool``: each entry's bytes followed by its ids (4 bytes each, little-endian), together.
-
-    When the table is half full or the pool has no room, the kernel empties it and starts again, so
-    memory stays bounded (``16 * slots + pool_bytes``: 3 MB with the defaults). Pieces longer than
-    `MAX_PIECE` bytes are not cached (they rarely repeat). Not thread-safe: each thread uses its
-    own (`npgpt.bpe.Encoding` keeps one per thread).
+    A copy of the tokens' `PieceTable` (`Tables.tokens`) with room to grow: pieces that needed the
+    merge loop are added as they are met, and kept across calls. When it is half full or its pools
+    have no room, the kernel puts the tokens' table back (`reset`), so memory stays bounded -- 32
+    bytes a slot plus the pools, about 28 MB with the defaults -- however much new text streams
+    through. Pieces longer than `MAX_PIECE` bytes are not cached (they rarely repeat). Not
+    thread-safe: `npgpt.bpe.Encoding` lends each call its own, along with the merge loop's work arrays.
     """
 
-    MAX_PIECE = 256  # < 1024: lengths are packed in 10 bits
+    MAX_PIECE = SCRATCH
 
-    def __init__(self, slots: int = 1 << 16, pool_bytes: int = 1 << 21):
-        if slots & (slots - 1) or slots < 4:
-            raise ValueError(f"slots must be a power of two >= 4, got {slots}")
-        self.table = np.full(2 * slots, -1, np.int64)
-        self.pool = np.zeros(pool_bytes, np.uint8)
-        self.state = np.zeros(3, np.int64)  # [entries, pool bytes used, times emptied]
+    def __init__(self, tokens: PieceTable, pool_bytes: int = 1 << 22, pool_ids: int = 1 << 21):
+        self.tokens = tokens
+        self.table = PieceTable(tokens.slots.copy(), np.zeros(len(tokens.key_bytes) + pool_bytes, np.uint8),
+                                np.zeros(len(tokens.ids) + pool_ids, np.int32), tokens.state.copy())
+        self.table.key_bytes[: len(tokens.key_bytes)] = tokens.key_bytes
+        self.table.ids[: len(tokens.ids)] = tokens.ids
+        self.arrays = tuple(self.table)  # a plain tuple: quicker for numba to type than a NamedTuple
+        self.work = scratch(SCRATCH)
 
-    def arrays(self):
-        return (self.table, self.pool, self.state)
+    @property
+    def state(self) -> np.ndarray:
+        """[entries, key bytes used, ids used, times emptied, hash shift, entries when emptied]."""
+        return self.table.state
 
-
-@njit(cache=True, nogil=True)
-def _cache_get(cache, buf, start, end, h, out, o):
-    """Copy the cached ids of ``buf[start:end]`` to ``out[o:]``; return how many, or -1 on a miss."""
-    table, pool, _ = cache
-    mask = table.shape[0] // 2 - 1
-    s = np.int64(h & np.uint64(mask))
-    key = np.int64(h)
-    n = end - start
-    while True:
-        meta = table[2 * s + 1]
-        if meta == -1:
-            return -1
-        if table[2 * s] == key and (meta >> 10) & 1023 == n and same_bytes(pool, meta >> 20, buf, start, n):
-            k = meta & 1023
-            b = (meta >> 20) + n  # the ids follow the key's bytes, 4 bytes each, little-endian
-            for i in range(k):
-                j = b + 4 * i
-                out[o + i] = (np.int32(pool[j]) | (np.int32(pool[j + 1]) << 8) | (np.int32(pool[j + 2]) << 16)
-                              | (np.int32(pool[j + 3]) << 24))
-            return k
-        s = (s + 1) & mask
-
-
-@njit(cache=True, nogil=True)
-def _cache_put(cache, buf, start, end, h, ids, k):
-    """Remember ``buf[start:end] -> ids[:k]``; empty the cache first when it has no room."""
-    table, pool, state = cache
-    n_slots = table.shape[0] // 2
-    n = end - start
-    need = n + 4 * k
-    if need > pool.shape[0]:
-        return
-    if 2 * (state[0] + 1) > n_slots or state[1] + need > pool.shape[0]:
-        table[:] = -1
-        state[0] = 0
-        state[1] = 0
-        state[2] += 1
-    a = state[1]
-    for i in range(n):
-        pool[a + i] = buf[start + i]
-    b = a + n
-    for i in range(k):
-        v = ids[i]
-        j = b + 4 * i
-        pool[j] = v & 0xFF
-        pool[j + 1] = (v >> 8) & 0xFF
-        pool[j + 2] = (v >> 16) & 0xFF
-        pool[j + 3] = (v >> 24) & 0xFF
-    mask = n_slots - 1
-    s = np.int64(h & np.uint64(mask))
-    while table[2 * s + 1] != -1:
-        s = (s + 1) & mask
-    table[2 * s] = np.int64(h)
-    table[2 * s + 1] = (a << 20) | (np.int64(n) << 10) | k
-    state[0] += 1
-    state[1] = b + 4 * k
+    def reset(self) -> None:
+        """Empty the cache back to just the tokens (whose bytes and ids stay where they are)."""
+        emptied = self.table.state[3] + 1
+        self.table.slots[:] = self.tokens.slots
+        self.table.state[:] = self.tokens.state
+        self.table.state[3] = emptied
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,9 +505,12 @@ def joinable_pairs(pool, offsets):
 
 
 @njit(cache=True, nogil=True)
-def encode_split(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, work, out, o):
+def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o):
     """Encode ``buf[start:end]`` as runs cut where a byte pair is not joinable (see `joinable_pairs`):
-    each run is a byte, a token (one lookup), or goes through the merge loop. Returns the new `o`."""
+    each run is a byte, a piece of `table` (one probe), or goes through the merge loop.
+
+    Returns the new `o`.
+    """
     s = start
     for i in range(start + 1, end + 1):
         if i < end and joinable[np.int64(buf[i - 1]) * 256 + buf[i]]:
@@ -443,94 +519,91 @@ def encode_split(buf, start, end, byte_ids, pairs, token_table, token_pool, join
             out[o] = byte_ids[buf[s]]
             o += 1
         else:
-            t = token_lookup(token_table, token_pool, buf, s, i, hash_bytes(buf, s, i))
+            t = piece_find(table, buf, s, i, head_word(buf, s, i - s))
             if t >= 0:
-                out[o] = t
-                o += 1
+                o += piece_ids(table, t, out, o)
             else:
                 m = merge_bytes(buf, s, i, byte_ids, pairs, work)
-                out[o : o + m] = work[0][:m]
+                for j in range(m):
+                    out[o + j] = work[j]
                 o += m
         s = i
     return o
 
 
-@njit(cache=True, nogil=True)
-def _encode_long_piece(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, out, o):
-    # A piece too long for the encode loop's work arrays gets its own (and skips the cache: such
-    # pieces rarely repeat). A separate function, so the hot loop never reassigns its arrays.
-    work = scratch(end - start)
-    return encode_split(buf, start, end, byte_ids, pairs, token_table, token_pool, joinable, work, out, o)
-
-
-@njit(cache=True, nogil=True)
-def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, tokens, cache, max_cached, out):
-    """Encode the text ``buf`` (UTF-8) into `out`; return the number of ids.
+# _nrt=False: this kernel allocates nothing (the caller passes every array), and without it numba
+# counts references to each array at every inlined helper: two atomic operations per piece.
+@njit(cache=True, nogil=True, _nrt=False)
+def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, joinable, cache, work, state, out):
+    """Encode the text ``buf`` (UTF-8) into `out`; return 0 when done (``state[2]`` ids written).
 
     `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
     emits that id (a special token). Otherwise ``buf[start:end]`` is ordinary text: with
-    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.piece_end`), pieces
-    going straight to the merge loop with no list of pieces ever built; without, the row is one
-    piece already cut by the `regex` module (the path for custom patterns). Pieces never cross a
-    row's end, which is how the regex sees a text cut at special tokens.
+    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.piece_end`),
+    pieces going straight to the merge loop with no list of pieces ever built; without, the row is
+    one piece already cut by the `regex` module (the path for custom patterns). Pieces never cross
+    a row's end, which is how the regex sees a text cut at special tokens.
 
-    Each piece: a single byte is a table lookup; a piece that is itself a token is one hash lookup;
-    then the piece cache; then `encode_split` (runs that merges cannot cross, each merged alone).
+    Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
+    the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
+    merged alone), and the result goes into the cache.
+
+    The kernel stops early in two cases, returning why, and the caller calls again: `state`
+    (``[row, position, ids written]``, zeros at first) carries on where it stopped.
+
+    - a piece longer than `work` (from `scratch`) fits: it returns the piece's length, and the
+      caller passes larger work space;
+    - the cache is full: it returns -1, and the caller empties it back to the tokens (`PieceCache.reset`).
+
     `out` must hold ``len(buf) + n`` ids (BPE never yields more ids than bytes).
     """
-    token_table, token_pool, joinable = tokens
-    work = scratch(SCRATCH)
-    o = 0
-    for k in range(segments.shape[0]):
+    longest = work.shape[0] // 9
+    o = state[2]
+    for k in range(state[0], segments.shape[0]):
         if segments[k, 2] >= 0:
             out[o] = segments[k, 2]
             o += 1
             continue
-        p = segments[k, 0]
-        end = segments[k, 1]
+        p = max(segments[k, 0], state[1])
+        end = min(segments[k, 1], buf.shape[0])
         while p < end:
             q = piece_end(buf, p, end, classes) if scan_segments else end
             n = q - p
             if n == 1:
                 out[o] = byte_ids[buf[p]]
                 o += 1
-            elif n > SCRATCH:
-                o = _encode_long_piece(buf, p, q, byte_ids, pairs, token_table, token_pool, joinable, out, o)
+            elif n > longest:
+                state[0], state[1], state[2] = k, p, o
+                return n
             else:
-                h = hash_bytes(buf, p, q)
-                t = token_lookup(token_table, token_pool, buf, p, q, h)
+                head = head_word(buf, p, n)
+                t = piece_find(cache, buf, p, q, head)
                 if t >= 0:
-                    out[o] = t
-                    o += 1
+                    o += piece_ids(cache, t, out, o)
                 else:
-                    got = _cache_get(cache, buf, p, q, h, out, o) if n <= max_cached else -1
-                    if got >= 0:
-                        o += got
-                    else:
-                        o2 = encode_split(buf, p, q, byte_ids, pairs, token_table, token_pool, joinable, work, out, o)
-                        if n <= max_cached:
-                            _cache_put(cache, buf, p, q, h, out[o:o2], o2 - o)
-                        o = o2
+                    o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
+                    if n <= SCRATCH and not piece_put(cache, buf, p, q, head, out[o:o2], o2 - o):
+                        if cache[3][0] > cache[3][5]:  # no room, and pieces to drop: empty it, come back
+                            state[0], state[1], state[2] = k, p, o
+                            return -1
+                        # else even an empty cache has no room for this piece: leave it out
+                    o = o2
             p = q
-    return o
+        state[1] = 0
+    state[0], state[1], state[2] = segments.shape[0], 0, o
+    return 0
 
 
-@njit(cache=True)
-def self_encoding(pool, offsets, ids, byte_ids, pairs):
+@njit(cache=True, nogil=True, _nrt=False)
+def self_encoding(pool, offsets, ids, byte_ids, pairs, work, ok):
     """For each token, whether BPE of its own bytes gives back exactly that one token.
 
     Only these may take the whole-piece shortcut. (In general BPE a token's bytes can encode to
     several tokens, when a different merge order wins; see the module docstring.)
     """
-    n = ids.shape[0]
-    ok = np.zeros(n, np.bool_)
-    longest = 1
-    for j in range(n):
-        longest = max(longest, offsets[j + 1] - offsets[j])
-    work = scratch(longest)
-    for j in range(n):
+    for j in range(ids.shape[0]):
         m = merge_bytes(pool, offsets[j], offsets[j + 1], byte_ids, pairs, work)
-        ok[j] = m == 1 and work[0][0] == ids[j]
+        ok[j] = m == 1 and work[0] == ids[j]
     return ok
 
 
@@ -543,8 +616,7 @@ class Tables(NamedTuple):
 
     byte_ids: np.ndarray  # int32[256]: the id of each single byte
     pairs: np.ndarray  # the pair table: (left, right) -> (rank, merged id)
-    token_table: np.ndarray  # whole-piece table over `token_pool`: self-encoding tokens only
-    token_pool: np.ndarray  # uint8: those tokens' bytes, back to back
+    tokens: PieceTable  # whole-piece table: the self-encoding tokens of two or more bytes
     joinable: np.ndarray  # bool[65536]: byte pairs that occur inside some token
     n_not_self_encoding: int  # tokens that BPE of their own bytes does not give back whole
 
@@ -563,18 +635,57 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
     pairs = build_pair_table(lefts, rights, merged, cap)
     # Every mergeable token of two or more bytes; keep those that BPE gives back whole.
     multi = sorted((i, b) for b, i in encoder.items() if len(b) > 1)
-    ids = np.array([i for i, _ in multi], np.int64)
+    ids = np.array([i for i, _ in multi], np.int32)
     lens = np.array([len(b) for _, b in multi], np.int64)
     offsets = np.zeros(len(multi) + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
     pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
-    ok = self_encoding(pool, offsets, ids, byte_ids, pairs)
-    keep = np.flatnonzero(ok & (lens < 2**16))  # the table packs lengths in 16 bits
-    k_off = np.zeros(len(keep) + 1, np.int64)
-    np.cumsum(lens[keep], out=k_off[1:])
-    k_pool = np.frombuffer(b"".join(multi[j][1] for j in keep), np.uint8)
-    tcap = 1 << max(4, (2 * len(keep)).bit_length())
-    token_table = build_token_table(k_pool, k_off, ids[keep], tcap)
+    ok = np.zeros(len(multi), np.bool_)
+    self_encoding(pool, offsets, ids, byte_ids, pairs, scratch(int(lens.max(initial=1))), ok)
+    # The tokens fill a tenth of the slots at most; the piece caches copy the table and take the rest
+    # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
+    slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
+    tokens = piece_table(slots, int(np.maximum(lens - 16, 0).sum()), 1)
+    # The ids in the dtype the encoder writes, and the table as a plain tuple, as the encode kernel
+    # passes them: then `piece_put` compiles once for both callers.
+    out_ids = ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32)
+    fill_token_table(tuple(tokens), pool, offsets, out_ids, ok & (lens <= MAX_KEY))
+    tokens.state[5] = tokens.state[0]  # a piece cache emptied back to the tokens holds this many
     joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
-    return Tables(byte_ids, pairs, token_table, k_pool, joinable, int((~ok).sum()))
+    return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()))
 
+
+# --------------------------------------------------------------------------------------------
+# decoding: ids -> bytes, two passes over the ids and no Python object per token
+
+
+def decode_table(decode_list: list) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, pool)``: token i's bytes are ``pool[offsets[i]:offsets[i + 1]]`` (empty for an unused id)."""
+    lens = np.fromiter((0 if b is None else len(b) for b in decode_list), np.int64, len(decode_list))
+    offsets = np.zeros(len(decode_list) + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return offsets, np.frombuffer(b"".join(b for b in decode_list if b is not None), np.uint8)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def decoded_length(ids, offsets):
+    """Total bytes of the tokens `ids`, or ``-1 - k`` when ``ids[k]`` is not a token (out of range, or unused)."""
+    n_ids = offsets.shape[0] - 1
+    total = 0
+    for k in range(ids.shape[0]):
+        t = ids[k]
+        if t < 0 or t >= n_ids or offsets[t + 1] == offsets[t]:  # every token has at least one byte
+            return -1 - k
+        total += offsets[t + 1] - offsets[t]
+    return total
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def decode_into(ids, offsets, pool, out):
+    """Write the bytes of the tokens `ids` (checked by `decoded_length`) one after another into `out`."""
+    o = 0
+    for k in range(ids.shape[0]):
+        t = ids[k]
+        for i in range(offsets[t], offsets[t + 1]):
+            out[o] = pool[i]
+            o += 1
