@@ -149,6 +149,7 @@ class Encoding:
         for i, b in self._decoder.items():
             self._decode_list[i] = b
         self._special_ids = frozenset(self._special_tokens.values())
+        self._all_specials = frozenset(self._special_tokens)
         self._special_by_bytes = {s.encode("utf-8"): i for s, i in self._special_tokens.items()}
         self._sorted_tokens: list[bytes] | None = None  # for encode_with_unstable
         self._tables_lock = threading.Lock()
@@ -258,6 +259,8 @@ class Encoding:
     # encoding
 
     def _special_sets(self, allowed_special, disallowed_special) -> tuple[frozenset, frozenset]:
+        if type(allowed_special) is frozenset and not allowed_special and disallowed_special == "all":
+            return allowed_special, self._all_specials  # the defaults, on every short call: no work
         if disallowed_special is None:  # tiktoken reads None as "nothing disallowed"
             disallowed_special = ()
         for arg, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
