@@ -304,7 +304,10 @@ class DataLoader:
 
     # Batches converted (and gathered) per NumPy call: amortizes the per-call cost, but each of x and y stays
     # within 256 KiB. Measured on one core: at 8 x 1024 int64, 4 batches per call give 127k batches/s, 16 give
-    # 14k (larger arrays come back from the allocator as fresh pages, faulted in on every call).
+    # 14k (larger arrays come back from the allocator as fresh pages, faulted in on every call). The same
+    # effect moves whole epochs: glibc serves blocks above its mmap threshold (128 KiB, raised as large
+    # blocks are freed) as fresh mappings, so a fresh process runs a (256, 128) shuffled epoch at 90-120k
+    # batches/s and one whose heap has grown at 450-640k. Left as found; a reused arena is the next step.
     GROUP, GROUP_BYTES = 32, 1 << 18
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
