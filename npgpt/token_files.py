@@ -46,7 +46,9 @@ import io
 import os
 import secrets
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -558,25 +560,27 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         for o in outputs:  # opened now: a bad `out` fails before the work
             writers.append(TokenWriter(o, dtype, fmt))
         writer = writers[0]
-        with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", disable=disable) as bar:
-            pending: list[str | None] = []  # text chunks in order; None marks a document end
+        with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", disable=disable) as bar, \
+                ThreadPoolExecutor(threads) as pool:
+            # A pipeline: this thread reads and cuts the text while `threads` others encode the chunks
+            # (the kernel releases the GIL); results are written in order as the oldest one is done,
+            # with at most 2 * threads chunks in flight, so memory stays bounded.
+            pending: deque = deque()  # futures of id arrays, in text order; None marks a document end
 
-            def flush() -> None:
-                texts = [c for c in pending if c is not None]
-                arrays = iter(tok.encode_batch_to_numpy(texts, num_threads=threads, disallowed_special=()))
-                for c in pending:
-                    writer.write(next(arrays) if c is not None else np.array([eot_id]))
-                pending.clear()
+            def write_oldest() -> None:
+                done = pending.popleft()
+                writer.write(done.result() if done is not None else np.array([eot_id]))
 
             for path in files:
                 text = _read_utf8(path, chunk_chars, bar.update)
                 for chunk in tok.chunk_text(text, disallowed_special=(), chunk_chars=chunk_chars):
-                    pending.append(chunk)
-                    if len(pending) >= 2 * threads:
-                        flush()
+                    pending.append(pool.submit(tok.encode_to_numpy, chunk, disallowed_special=()))
+                    while len(pending) > 2 * threads:
+                        write_oldest()
                 if eot:
                     pending.append(None)
-            flush()
+            while pending:
+                write_oldest()
         if val_fraction is not None:
             writer.move_tail(int(writer.count * (1 - val_fraction)), writers[1])
     except BaseException:
