@@ -259,18 +259,18 @@ def test_tokenize_files_matches_encode(tmp_path, enc):
 
 
 def test_an_interrupted_tokenize_leaves_the_earlier_file(tmp_path, enc):
-    class Interrupted:  # GPT-2, until Ctrl-C arrives during the second group of chunks
+    class Interrupted:  # GPT-2, until Ctrl-C arrives while the second chunk is encoded
         def __init__(self):
             self.calls = 0
 
         def __getattr__(self, name):
             return getattr(enc, name)
 
-        def encode_batch_to_numpy(self, *args, **kwargs):
+        def encode_to_numpy(self, *args, **kwargs):
             self.calls += 1
             if self.calls == 2:
                 raise KeyboardInterrupt
-            return enc.encode_batch_to_numpy(*args, **kwargs)
+            return enc.encode_to_numpy(*args, **kwargs)
 
     a = tmp_path / "a.txt"
     a.write_text(default_text()[1][:100_000], encoding="utf-8")
