@@ -361,3 +361,21 @@ def test_special_token_ids_must_be_their_own():
 def test_a_token_no_merge_makes_is_refused():
     with pytest.raises(ValueError, match=r"token 257 \(b'xyz'\) is made by no merge"):
         Encoding(BYTES | {256: b"ab", 257: b"xyz"}, [(b"a", b"b")])
+
+
+def test_the_first_compile_is_announced_once(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from npgpt.bpe import merge_kernels
+
+    index = tmp_path / "kernel.nbi"
+    kernel = SimpleNamespace(_cache=SimpleNamespace(_cache_file=SimpleNamespace(_index_path=str(index))))
+    merge_kernels.say_if_compiling(kernel, "the test's kernels")
+    assert capsys.readouterr().err == "npgpt: compiling the test's kernels, once (numba caches them on disk)\n"
+    index.write_bytes(b"")  # numba has cached it: nothing to say
+    merge_kernels.say_if_compiling(kernel, "the test's kernels")
+    merge_kernels.say_if_compiling(object(), "kernels of an unknown numba")  # internals differ: silent
+    assert capsys.readouterr().err == ""
+    # the real kernels are cached by now (this test run has encoded), so the real check says nothing
+    merge_kernels.say_if_compiling(merge_kernels.encode_segments, "x")
+    assert capsys.readouterr().err == ""

@@ -38,7 +38,6 @@ import array
 import bisect
 import functools
 import os
-import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,12 +67,7 @@ def _merge():
     if _kernels is None:
         from npgpt.bpe import merge_kernels as merge
 
-        try:  # numba keeps an index file per cached kernel; none yet means this run compiles them
-            first_run = not os.path.exists(merge.encode_segments._cache._cache_file._index_path)
-        except AttributeError:  # another numba version's internals: say nothing rather than guess
-            first_run = False
-        if first_run:
-            sys.stderr.write("npgpt: compiling npgpt's kernels, once (about 10 s; numba caches them on disk)\n")
+        merge.say_if_compiling(merge.encode_segments, "npgpt's encoding kernels (about 10 s)")
         _kernels = merge
     return _kernels
 

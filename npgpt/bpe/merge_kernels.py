@@ -689,3 +689,19 @@ def decode_into(ids, offsets, pool, out):
         for i in range(offsets[t], offsets[t + 1]):
             out[o] = pool[i]
             o += 1
+
+
+def say_if_compiling(kernel, what: str) -> None:
+    """One line on stderr when `kernel` (a cached numba dispatcher) has nothing on disk yet: this run
+    compiles it, and its kin, which takes seconds once per machine. Silent when numba's internals
+    differ from what this expects: better no word than a wrong one."""
+    import os
+    import sys
+
+    try:  # numba keeps an index file per cached kernel; none yet means this run compiles them
+        first_run = not os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return
+    if first_run:
+        sys.stderr.write(f"npgpt: compiling {what}, once (numba caches them on disk)\n")
+

@@ -208,7 +208,10 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     """Count the pre-tokens of every source into one `train_kernels.Words` (see `count_pretokens`)."""
     from tqdm import tqdm
 
+    from npgpt.bpe import merge_kernels
     from npgpt.bpe import train_kernels as k
+
+    merge_kernels.say_if_compiling(k.train_merges, "the trainer's kernels (about 20 s)")
 
     specials = _check_specials(special_tokens)
     compile_pattern(pattern)
