@@ -148,7 +148,8 @@ class Encoding:
         self._sorted_tokens: list[bytes] | None = None  # for encode_with_unstable
         self._tables_lock = threading.Lock()
         self._tables = None
-        self._caches: list = []  # piece caches lent to encode calls (see _borrow_cache)
+        self._caches: list = []  # piece caches lent to encode calls (see _piece_cache)
+        self._decode_flat = None  # decode's numba table of every token's bytes, built on the first long decode
 
     @classmethod
     def from_files(
@@ -243,9 +244,8 @@ class Encoding:
     def _piece_cache(self):
         """A piece cache (`npgpt.bpe.merge_kernels.PieceCache`) no other call is using; give it back
         with ``_caches.append``. Caches outlive calls and threads: as many exist as calls ever ran at once."""
-        caches = self.__dict__.setdefault("_caches", [])
         try:
-            return caches.pop()  # atomic under the GIL: two threads never get the same cache
+            return self._caches.pop()  # atomic under the GIL: two threads never get the same cache
         except IndexError:
             return _merge().PieceCache(self._get_tables().tokens)
 
@@ -652,7 +652,7 @@ class Encoding:
         if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
             return b"".join(self.decode_tokens_bytes(tokens))
         merge = _merge()
-        table = self.__dict__.get("_decode_flat")
+        table = self._decode_flat
         if table is None:
             table = self._decode_flat = merge.decode_table(self._decode_list)
         parts = []
