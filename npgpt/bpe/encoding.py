@@ -439,11 +439,12 @@ class Encoding:
         """
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         tokens = self._encode(text, allowed, disallowed).tolist()
-        segments = self._segments(to_utf8(text), allowed)
+        buf = to_utf8(text)
+        segments = self._segments(buf, allowed)
         if not tokens or segments[-1, 2] >= 0:  # empty, or ends with a special token: all stable
             return tokens, []
         last = segments[-1]
-        tail = to_utf8(text)[last[0] : last[1]].decode("utf-8")
+        tail = buf[last[0] : last[1]].decode("utf-8")
         pieces = pretokenize.split(tail, self._pat_str)
         n_last = len(self.encode_single_piece(pieces[-1])) if pieces else 0
         is_space = [all(c in b" \n\t" for c in self._decode_list[t] or b"-") for t in tokens]
