@@ -46,6 +46,7 @@ from typing import Literal
 
 import numpy as np
 
+from npgpt import reference
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.pretokenize import GPT2_PATTERN, check_disallowed, compile_pattern, to_utf8
 from npgpt.bpe.unicode_tables import char_classes
@@ -55,6 +56,12 @@ __all__ = ["ENDOFTEXT", "Encoding", "InvalidTokenError"]
 
 ENDOFTEXT = "<|endoftext|>"
 
+
+#: Bytes of text an Encoding encodes on the plain tier (`Encoding._plain_encode`) before it loads the
+#: kernels: about what the plain tier does in the time numba takes to load (~0.5 s).
+PLAIN_BUDGET = 1 << 16
+#: The longest piece the plain tier takes (its textbook merge loop is quadratic in the piece's length).
+PLAIN_MAX_PIECE = 64
 
 _kernels = None
 _WHOLE_TEXT = np.array([[0, 2**62, -1]], np.int64)  # one ordinary row, ending with the text
@@ -126,7 +133,16 @@ class Encoding:
         pattern: str = GPT2_PATTERN,
         name: str = "custom",
     ):
-        checked = vocab_files.check_vocabulary(vocab, merges, special_tokens)
+        self._setup(vocab_files.check_vocabulary(vocab, merges, special_tokens), pattern, name)
+
+    @classmethod
+    def _from_vocabulary(cls, checked: vocab_files.Vocabulary, pattern: str, name: str) -> Encoding:
+        """An Encoding of a vocabulary checked already (`npgpt.bpe.vocab_files.read_gpt2_vocabulary`)."""
+        self = cls.__new__(cls)
+        self._setup(checked, pattern, name)
+        return self
+
+    def _setup(self, checked: vocab_files.Vocabulary, pattern: str, name: str) -> None:
         self.name = name
         self._pat_str = pattern
         self._regex = compile_pattern(pattern)
@@ -150,6 +166,9 @@ class Encoding:
         self._tables = None
         self._caches: list = []  # piece caches lent to encode calls (see _piece_cache)
         self._decode_flat = None  # decode's numba table of every token's bytes, built on the first long decode
+        self._plain_budget = PLAIN_BUDGET  # bytes the plain tier may still encode (see _plain_encode)
+        self._plain_ranks: dict[tuple[bytes, bytes], int] | None = None
+        self._plain_memo: dict[bytes, list[int]] = {}
 
     @classmethod
     def from_files(
@@ -310,6 +329,33 @@ class Encoding:
             self._caches.append(cache)
         return out[: state[2]]
 
+    def _plain_encode(self, buf: bytes, segments: np.ndarray) -> np.ndarray | None:
+        """The plain tier: the textbook algorithm of `npgpt.reference` (`split`, then `bpe` on each piece),
+        with a memo of pieces. None when a piece is longer than `PLAIN_MAX_PIECE` (the textbook merge
+        loop is quadratic in a piece's length): the kernels take the whole text then.
+
+        A new process's first texts run here, so that ``get_encoding("gpt2").encode(s)`` does not wait
+        ~0.5 s for numba and the kernels' tables; both tiers give the same ids (a test holds them equal).
+        """
+        if self._plain_ranks is None:  # no merge repeats (`check_vocabulary`), so each pair has one rank
+            self._plain_ranks = dict(zip(self._merges, range(len(self._merges)), strict=True))
+        ranks, memo, encoder = self._plain_ranks, self._plain_memo, self._encoder
+        ids: list[int] = []
+        for start, end, special in segments.tolist():
+            if special >= 0:
+                ids.append(special)
+                continue
+            # Rows start and end on character boundaries (specials are cut out whole), so this decodes.
+            for piece in self._regex.findall(buf[start:end].decode("utf-8")):
+                b = piece.encode("utf-8")
+                got = memo.get(b)
+                if got is None:
+                    if len(b) > PLAIN_MAX_PIECE:
+                        return None
+                    got = memo[b] = [encoder[t] for t in reference.bpe(b, ranks)]
+                ids += got
+        return np.array(ids, self.token_dtype)
+
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         text = _check_text(text)
         if disallowed:
@@ -318,6 +364,12 @@ class Encoding:
         # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
         segments = self._segments(buf, allowed) if allowed else _WHOLE_TEXT
+        if self._tables is None and len(buf) <= self._plain_budget:  # the plain tier, until it has done its share
+            self._plain_budget -= len(buf)
+            ids = self._plain_encode(buf, segments)
+            if ids is not None:
+                return ids
+            self._plain_budget = 0  # a long piece: the kernels from now on
         if self._scanned:  # GPT-2's pattern: the numba scanner cuts the ordinary segments itself
             return self._run_kernel(buf, segments, True)
         return self._run_kernel(*pretokenize.regex_rows(buf, segments, self._pat_str), False)

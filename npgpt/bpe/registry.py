@@ -11,7 +11,7 @@ import os
 import threading
 
 from npgpt.bpe import vocab_files
-from npgpt.bpe.encoding import ENDOFTEXT, Encoding
+from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN
 
 __all__ = ["get_encoding", "list_encoding_names"]
@@ -54,6 +54,6 @@ def get_encoding(encoding_name: str, *, directory: str | os.PathLike | None = No
     with _cache_lock:
         if key not in _cache:
             paths = vocab_files.find_gpt2_files(directory)
-            vocab, merges = vocab_files.read_gpt2(paths)
-            _cache[key] = Encoding(vocab, merges, {ENDOFTEXT: 50256}, pattern=GPT2_PATTERN, name=encoding_name)
+            vocabulary = vocab_files.read_gpt2_vocabulary(paths)
+            _cache[key] = Encoding._from_vocabulary(vocabulary, GPT2_PATTERN, encoding_name)
         return _cache[key]

@@ -47,6 +47,7 @@ __all__ = [
     "fingerprint",
     "merges_from_ranks",
     "read_gpt2_files",
+    "read_gpt2_vocabulary",
     "read_tiktoken_file",
     "write_gpt2_files",
     "write_tiktoken_file",
@@ -617,3 +618,39 @@ def read_gpt2(paths: tuple[Path, ...]) -> tuple[dict[int, bytes], list[tuple[byt
             f"({len(vocab)} tokens, {len(merges)} merges; GPT-2 has 50256 and 50000, and the content differs)"
         )
     return vocab, merges
+
+
+def read_gpt2_vocabulary(paths: tuple[Path, ...]) -> Vocabulary:
+    """GPT-2's files found by `find_gpt2_files`, as a checked `Vocabulary` with ``<|endoftext|>`` = 50256.
+
+    OpenAI's exact files (their sha256 says so) take a short path: their content is known, so the
+    checks of `read_gpt2` and `check_vocabulary` cannot fail on them and are skipped (a test holds the
+    two paths equal). That is most of `npgpt.get_encoding`'s start-up time. Any other spelling is read
+    and checked in full.
+    """
+    if len(paths) == 2:
+        data = [p.read_bytes() for p in paths]
+        if all(GPT2_FILE_SHA256.get(p.name) == hashlib.sha256(d).hexdigest() for p, d in zip(paths, data, strict=True)):
+            return _read_exact_gpt2(data[0], data[1])
+    vocab, merges = read_gpt2(paths)
+    return check_vocabulary(vocab, merges, {"<|endoftext|>": 50256})
+
+
+def _read_exact_gpt2(encoder_json: bytes, vocab_bpe: bytes) -> Vocabulary:
+    # Only for OpenAI's exact bytes: no duplicate keys, every string in the alphabet, every merge line
+    # two known tokens -- facts about these files, so nothing here checks them.
+    by_string: dict[str, int] = json.loads(encoder_json)
+    strings = list(by_string)
+    # One character of the alphabet is one byte: decode all tokens in one C call, then cut at the
+    # running sums of their lengths.
+    blob = "".join(strings).translate(_unicode_to_latin1()).encode("latin-1")
+    ends = list(itertools.accumulate(map(len, strings)))
+    tokens = [blob[a:b] for a, b in itertools.pairwise([0, *ends])]
+    token_of = dict(zip(strings, tokens, strict=True))
+    # The alphabet has no white space, so splitting on it gives the merges' halves, left, right, left...
+    halves = list(map(token_of.__getitem__, vocab_bpe.decode("utf-8").split("\n", 1)[1].split()))
+    merges = list(zip(halves[::2], halves[1::2], strict=True))
+    eot = "<|endoftext|>"
+    encoder = {token_of[s]: i for s, i in by_string.items() if s != eot}
+    decoder = {i: b for b, i in encoder.items()} | {50256: eot.encode()}
+    return Vocabulary(encoder, merges, {eot: 50256}, decoder)
