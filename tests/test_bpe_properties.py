@@ -122,6 +122,25 @@ def test_long_decode_equals_token_bytes(enc, ids):
     assert enc.decode(ids) == expected.decode("utf-8", errors="replace")
 
 
+def test_long_decode_grows_its_buffer(enc):
+    """The decoder guesses 4 bytes per id; GPT-2's longest tokens (up to 128 bytes) overflow that."""
+    longest = max(range(50256), key=lambda i: len(enc.decode_single_token_bytes(i)))
+    ids = [longest] * 3000 + [31373, 995] * 600
+    assert enc.decode_bytes(ids) == b"".join(enc.decode_tokens_bytes(ids))
+    assert enc.decode_bytes(np.array(ids[::-1])) == b"".join(enc.decode_tokens_bytes(ids[::-1]))
+
+
+def test_long_decode_of_long_tokens():
+    """Tokens of 512 and 131,072 bytes: the decoder's table packs longer lengths, and its buffer grows."""
+    merges = [(b"a", b"b")] + [(b"ab" * 2**k, b"ab" * 2**k) for k in range(8)]
+    merges += [(b"x", b"x")] + [(b"x" * 2**k, b"x" * 2**k) for k in range(1, 17)]
+    vocab = {i: bytes([i]) for i in range(256)} | {256 + r: a + b for r, (a, b) in enumerate(merges)}
+    enc = Encoding(vocab, merges, special_tokens=())
+    long_ab, long_x = enc.encode_single_token(b"ab" * 256), enc.encode_single_token(b"x" * 2**17)
+    ids = [long_ab, 97, long_x, 98] * 600
+    assert enc.decode_bytes(ids) == b"".join(vocab[i] for i in ids)
+
+
 @pytest.mark.parametrize("bad", [50257, -1, 2**70])
 def test_long_decode_names_the_bad_id(enc, bad):
     ids = [31373] * 2000

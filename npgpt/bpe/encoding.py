@@ -704,28 +704,42 @@ class Encoding:
         """
         if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
             return b"".join(self.decode_tokens_bytes(tokens))
+        out, n = self._decode_long(tokens)
+        return out[:n].tobytes()
+
+    def _decode_long(self, tokens: Sequence[int] | np.ndarray) -> tuple[np.ndarray, int]:
+        """The kernel path of `decode_bytes`: ``(buffer, n)``, the bytes being ``buffer[:n]``."""
         merge = _merge()
         table = self._decode_flat
         if table is None:
             table = self._decode_flat = merge.decode_table(self._decode_list)
-        parts = []
-        step = 1 << 20  # a list goes to NumPy a million ids at a time: 8 MB at a time, not 8 bytes per id
-        for start in range(0, len(tokens), step if isinstance(tokens, list) else max(len(tokens), 1)):
-            try:  # array.array takes exact ints only (floats and str raise), and faster than np.asarray
-                ids = (np.frombuffer(array.array("q", tokens[start : start + step]), np.int64)
-                       if isinstance(tokens, list) else np.asarray(tokens))
+        where, pool, shift = table
+        if isinstance(tokens, np.ndarray) and (tokens.dtype.kind not in "iu" or tokens.ndim != 1):
+            tokens = self._as_list(tokens)  # refuses other dtypes, naming them; flattens
+        # Four bytes per id is more than most text needs (GPT-2: ~2-4); pages never written are never
+        # touched, so the over-allocation costs no memory.
+        out = np.empty(max(1 << 16, 4 * len(tokens)), np.uint8)
+        n = 0
+        step = 1 << 16  # ids go to the kernel 64k at a time: 512 kB of int64, still in the cache when it reads them
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            try:  # array.array takes exact ints only (floats and str raise), and is faster than np.asarray
+                ids = (np.frombuffer(array.array("q", chunk), np.int64) if isinstance(chunk, list)
+                       else np.asarray(chunk))
             except (OverflowError, ValueError, TypeError) as e:  # ints past int64, floats, odd lists
                 raise self._bad_token(self._as_list(tokens), e) from None
-            if ids.dtype.kind not in "iu" or ids.ndim != 1:
-                return b"".join(self.decode_tokens_bytes(tokens))  # its checks name the bad value
             ids = ids.astype(np.int64, copy=False)  # one compiled kernel, whatever the caller's dtype
-            total = merge.decoded_length(ids, table[0])
-            if total < 0:
-                raise self._bad_token(self._as_list(tokens), IndexError(-1 - total))
-            out = np.empty(total, np.uint8)
-            merge.decode_into(ids, table[0], table[1], out)
-            parts.append(out.data)  # a buffer: joined without a copy per part
-        return b"".join(parts)
+            done = 0
+            while done < len(ids):
+                k, n = merge.decode_into(ids[done:], where, pool, shift, out, n)
+                if k < 0:
+                    raise self._bad_token(self._as_list(tokens), IndexError(start + done - 1 - k))
+                done += k
+                if done < len(ids):  # out is full: double it
+                    grown = np.empty(2 * len(out), np.uint8)
+                    grown[:n] = out[:n]
+                    out = grown
+        return out, n
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
         """Decode ids to text. A token boundary can fall inside a UTF-8 character; bytes that do not
@@ -735,7 +749,10 @@ class Encoding:
         >>> enc.decode([31373, 995])
         'hello world'
         """
-        return self.decode_bytes(tokens).decode("utf-8", errors=errors)
+        if not isinstance(tokens, np.ndarray) and (not isinstance(tokens, list) or len(tokens) < 1024):
+            return self.decode_bytes(tokens).decode("utf-8", errors=errors)
+        out, n = self._decode_long(tokens)
+        return str(out[:n].data, "utf-8", errors)  # decoded from the buffer, not from a copy of it
 
     def decode_single_token_bytes(self, token: int) -> bytes:
         """The bytes of one token.

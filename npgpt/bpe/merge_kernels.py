@@ -659,36 +659,46 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
 # decoding: ids -> bytes, two passes over the ids and no Python object per token
 
 
-def decode_table(decode_list: list) -> tuple[np.ndarray, np.ndarray]:
-    """``(offsets, pool)``: token i's bytes are ``pool[offsets[i]:offsets[i + 1]]`` (empty for an unused id)."""
+def decode_table(decode_list: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(where, pool, shift)``: token i's bytes are ``pool[s : s + n]`` with ``s = where[i] >> shift`` and
+    ``n = where[i] & (2**shift - 1)`` (0 for an unused id). Start and length share one int64, so a
+    token costs one table read; `pool` ends in 8 spare bytes (see `decode_into`)."""
     lens = np.fromiter((0 if b is None else len(b) for b in decode_list), np.int64, len(decode_list))
-    offsets = np.zeros(len(decode_list) + 1, np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    return offsets, np.frombuffer(b"".join(b for b in decode_list if b is not None), np.uint8)
+    starts = np.zeros(len(decode_list), np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    shift = int(lens.max(initial=1)).bit_length()
+    pool = np.frombuffer(b"".join(b for b in decode_list if b is not None) + bytes(8), np.uint8)
+    return (starts << shift) | lens, pool, shift
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def decoded_length(ids, offsets):
-    """Total bytes of the tokens `ids`, or ``-1 - k`` when ``ids[k]`` is not a token (out of range, or unused)."""
-    n_ids = offsets.shape[0] - 1
-    total = 0
+def decode_into(ids, where, pool, shift, out, o):
+    """Write the bytes of the tokens `ids` (table: `decode_table`) one after another into `out` from
+    position `o`, while they fit.
+
+    Returns ``(k, o)``: ids ``0..k-1`` are written and `o` is the next free position; ``k < len(ids)``
+    when the next token might not fit (the caller grows `out` and goes on from there), or ``k = -1 - j``
+    when ``ids[j]`` is no token (out of range, or unused: every token has at least one byte). One pass
+    over the ids; `npgpt.Encoding.decode_tokens_bytes` is its plain twin.
+    """
+    mask = (1 << shift) - 1
     for k in range(ids.shape[0]):
         t = ids[k]
-        if t < 0 or t >= n_ids or offsets[t + 1] == offsets[t]:  # every token has at least one byte
-            return -1 - k
-        total += offsets[t + 1] - offsets[t]
-    return total
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def decode_into(ids, offsets, pool, out):
-    """Write the bytes of the tokens `ids` (checked by `decoded_length`) one after another into `out`."""
-    o = 0
-    for k in range(ids.shape[0]):
-        t = ids[k]
-        for i in range(offsets[t], offsets[t + 1]):
-            out[o] = pool[i]
-            o += 1
+        if t < 0 or t >= where.shape[0] or where[t] & mask == 0:
+            return -1 - k, o
+        start, n = where[t] >> shift, where[t] & mask
+        if o + n + 8 > out.shape[0]:
+            return k, o
+        if n <= 8:
+            # Most tokens are short: copy a fixed 8 bytes, which compiles to one move. The bytes past
+            # the token's own are overwritten by the next token, or lie past the end the caller keeps.
+            for i in range(8):
+                out[o + i] = pool[start + i]
+        else:
+            for i in range(n):
+                out[o + i] = pool[start + i]
+        o += n
+    return ids.shape[0], o
 
 
 def say_if_compiling(kernel, what: str) -> None:
