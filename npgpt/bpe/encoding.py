@@ -315,7 +315,8 @@ class Encoding:
         t = self._get_tables()
         cache = self._piece_cache()
         out = np.empty(len(buf) + len(segments), np.uint16 if self.max_token_value < 2**16 else np.uint32)
-        segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
+        if segments is not _WHOLE_TEXT:  # (read-only already; setting a flag costs a third of a µs)
+            segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
         state = np.zeros(3, np.int64)
         table, work = cache.arrays, cache.work
         try:
