@@ -312,50 +312,57 @@ print(json.dumps({{'call': per_call, 'decode': t, 'decode_mb': peak() - base}}))
 
 
 def startup(cold: bool = True) -> list[list[str]]:
-    """import, get_encoding and a first encode in a new process: npgpt (numba cache warm, and cold
-    unless `cold` is False) and tiktoken (from the same local GPT-2 files, as its own ``gpt2`` does)."""
+    """import, get_encoding and a first encode in a new process, of a short text ("hello world") and of
+    200 kB (Python's pydoc topics), for npgpt (numba caches warm, and empty unless `cold` is False)
+    and tiktoken (from the same local GPT-2 files, as its own ``gpt2`` does). npgpt's short text runs
+    on its plain tier; the long one loads the numba kernels (or compiles them, on a first run)."""
     from npgpt.bpe import vocab_files as vf
 
     encoder_json, vocab_bpe = map(str, vf.find_gpt2_files())
-    npgpt_code = ("import time; t0 = time.perf_counter(); import npgpt; t1 = time.perf_counter(); "
-                  "e = npgpt.get_encoding('gpt2'); t2 = time.perf_counter(); e.encode('hello world'); "
-                  "t3 = time.perf_counter(); "
-                  "print(t1 - t0, t2 - t1, t3 - t2, "
-        "next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')) / 1e3)")
+    texts = {"short": "'hello world'",
+             "200 kB": "(lambda t: '\\n'.join(t.topics[k] for k in sorted(t.topics)))("
+                       "__import__('pydoc_data.topics').topics)[:200_000]"}
+    finish = ("t3 = time.perf_counter(); print(t1 - t0, t2 - t1, t3 - t2, next(int(x.split()[1]) for x in "
+              "open('/proc/self/status') if x.startswith('VmHWM')) / 1e3)")
+    npgpt_code = ("import time; s = __TEXT__; t0 = time.perf_counter(); import npgpt; t1 = time.perf_counter(); "
+                  "e = npgpt.get_encoding('gpt2'); t2 = time.perf_counter(); e.encode(s); " + finish)
     tiktoken_code = (
-        "import time; t0 = time.perf_counter(); import tiktoken, tiktoken.load; t1 = time.perf_counter(); "
+        "import time; s = __TEXT__; t0 = time.perf_counter(); import tiktoken, tiktoken.load; "
+        "t1 = time.perf_counter(); "
         f"r = tiktoken.load.data_gym_to_mergeable_bpe_ranks({vocab_bpe!r}, {encoder_json!r}); "
         f"e = tiktoken.Encoding('gpt2', pat_str={npgpt.get_encoding('gpt2').pattern!r}, mergeable_ranks=r, "
-        "special_tokens={'<|endoftext|>': 50256}); t2 = time.perf_counter(); e.encode('hello world'); "
-        "t3 = time.perf_counter(); "
-        "print(t1 - t0, t2 - t1, t3 - t2, "
-        "next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')) / 1e3)")
-    rows = [["process", "import s", "get_encoding s", "first encode s", "total s", "peak RSS MB", "stderr"]]
-    try:
-        import tiktoken  # noqa: F401
+        "special_tokens={'<|endoftext|>': 50256}); t2 = time.perf_counter(); e.encode(s); " + finish)
+    rows = [["process", "first text", "import s", "get_encoding s", "first encode s", "total s", "peak RSS MB",
+             "stderr"]]
+    cases = []
+    for size, text in texts.items():
+        cases.append(("npgpt, numba cache warm", size, npgpt_code.replace("__TEXT__", text), "warm"))
+        try:
+            import tiktoken  # noqa: F401
 
-        cases = [("tiktoken (local GPT-2 files)", tiktoken_code, dict(os.environ))]
-    except ImportError:
-        cases = []
+            cases.append(("tiktoken (local GPT-2 files)", size, tiktoken_code.replace("__TEXT__", text), "warm"))
+        except ImportError:
+            pass
+    if cold:
+        cases.append(("npgpt, first run on a machine (empty caches)", "200 kB",
+                      npgpt_code.replace("__TEXT__", texts["200 kB"]), "cold"))
     with tempfile.TemporaryDirectory() as cold_dir:
         cold_env = dict(os.environ, NUMBA_CACHE_DIR=cold_dir, NPGPT_CACHE_DIR=cold_dir)
-        cases = [("npgpt, numba cache warm", npgpt_code, dict(os.environ)), *cases]
-        if cold:
-            cases.append(("npgpt, first run on a machine (empty caches)", npgpt_code, cold_env))
-        for label, code, env in cases:
-            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)  # fills the warm caches
-            if env is cold_env:
+        for label, size, code, which in cases:
+            env = cold_env if which == "cold" else dict(os.environ)
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)  # fills caches
+            if which == "cold":
                 import shutil
 
                 shutil.rmtree(cold_dir)  # and empty them again, so the timed run compiles
                 os.mkdir(cold_dir)
             best, note = None, ""
-            for _ in range(5 if env is not cold_env else 1):
+            for _ in range(5 if which == "warm" else 1):
                 out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
                 vals = [float(x) for x in out.stdout.split()]
                 best = vals if best is None else [min(a, b) for a, b in zip(best, vals, strict=True)]
                 note = " ".join(out.stderr.split())[:80]
-            rows.append([label, *[f"{v:.3f}" for v in best[:3]], f"{sum(best[:3]):.3f}", f"{best[3]:.0f}",
+            rows.append([label, size, *[f"{v:.3f}" for v in best[:3]], f"{sum(best[:3]):.3f}", f"{best[3]:.0f}",
                          note or "(nothing)"])
     return rows
 
