@@ -13,6 +13,11 @@ Encoding a text is therefore:
 
 and decoding is just concatenating the tokens' bytes and reading them as UTF-8.
 
+A new `Encoding` starts on a plain tier (`Encoding._plain_encode`): its first `PLAIN_BUDGET` bytes
+of text go through the textbook algorithm of `npgpt.reference`, which needs no numba, so that a
+script that encodes one sentence starts as fast as tiktoken; after that (or at the first piece
+longer than `PLAIN_MAX_PIECE` bytes) the kernels load, once per process. Both tiers give the same ids.
+
 `Encoding` has tiktoken's methods, with tiktoken's results and exception types, so code written for
 ``tiktoken.get_encoding("gpt2")`` runs on ``npgpt.get_encoding("gpt2")`` (one difference:
 `encode_to_numpy` returns uint16 when every id fits, where tiktoken always returns uint32). Beyond
