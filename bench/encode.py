@@ -195,8 +195,8 @@ def breakdown(docs, fresh, repeat):
         bounds = np.empty(len(arr) + 1, np.int64)
         segments = np.array([[0, len(arr), -1]], np.int64)
         segments.flags.writeable = False  # as npgpt passes it: the same compiled kernel
-        out = np.empty(len(arr) + 1, np.uint16)
         t = enc._get_tables()
+        out = np.empty(len(arr) + 1 + merge.OUT_SLACK, t.id_dtype)
         cache = enc._piece_cache()
         enc._caches.append(cache)  # one thread: the kernel below and encode_to_numpy share this cache
         enc.encode_to_numpy(text)  # a warm cache: the repeated-text regime
@@ -205,7 +205,7 @@ def breakdown(docs, fresh, repeat):
         def kernel(arr=arr, segments=segments, t=t, cache=cache, out=out):
             state = np.zeros(3, np.int64)
             while merge.encode_segments(arr, segments, True, classes, t.byte_ids, t.pairs, t.joinable, cache.arrays,
-                                        cache.work, state, out) < 0:
+                                        cache.work, state, out) == -1:
                 cache.reset()
 
         t_scan = t_kernel = t_total = t_list = float("inf")

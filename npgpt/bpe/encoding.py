@@ -262,7 +262,8 @@ class Encoding:
         if self._tables is None:
             with self._tables_lock:
                 if self._tables is None:
-                    self._tables = _merge().build_tables(self._encoder, self._merges)
+                    self._tables = _merge().build_tables(
+                        self._encoder, self._merges, np.uint16 if self.max_token_value < 2**16 else np.uint32)
         return self._tables
 
     def _piece_cache(self):
@@ -319,7 +320,7 @@ class Encoding:
         merge = _merge()
         t = self._get_tables()
         cache = self._piece_cache()
-        out = np.empty(len(buf) + len(segments), np.uint16 if self.max_token_value < 2**16 else np.uint32)
+        out = np.empty(len(buf) + len(segments) + merge.OUT_SLACK, t.id_dtype)
         if segments is not _WHOLE_TEXT:  # (read-only already; setting a flag costs a third of a µs)
             segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
         state = np.zeros(3, np.int64)
@@ -327,8 +328,10 @@ class Encoding:
         try:
             while stop := merge.encode_segments(np.frombuffer(buf, np.uint8), segments, scan, char_classes(),
                                                 t.byte_ids, t.pairs, t.joinable, table, work, state, out):
-                if stop < 0:  # the cache is full: empty it and go on
+                if stop == -1:  # the cache is full: empty it and go on
                     cache.reset()
+                elif stop < 0:
+                    raise AssertionError("encode kernel: output array too small or of the wrong dtype")
                 else:  # a piece longer than the usual work space: go on with more
                     work = merge.scratch(stop)
         finally:

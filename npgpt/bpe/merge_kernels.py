@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import load_u64, piece_end
+from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, store_u64
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -141,34 +141,50 @@ def pair_lookup(pairs, left, right):
         s = (s + 1) & mask
 
 
+# _LOW_BYTES[m]: a word with its low m bytes set, m = 0..8 (a table: shifting a uint64 by 64 is undefined)
+_LOW_BYTES = np.array([(1 << (8 * m)) - 1 for m in range(9)], np.uint64)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def head_word(buf, start, n):
-    """The first ``min(n, 8)`` bytes of ``buf[start:start + n]`` as a little-endian uint64, zeros above.
+    """The first ``min(n, 8)`` bytes of ``buf[start:start + n]`` as a little-endian uint64, zeros above
+    (zero when n <= 0).
 
     One 8-byte load whenever 8 bytes remain in `buf` (the bytes past the piece are masked off, so
     the word depends on the piece alone); byte by byte only at the very end of the buffer.
     """
-    if n >= 8:
-        return load_u64(buf, start)
     if start + 8 <= buf.shape[0]:
-        return load_u64(buf, start) & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
+        return load_u64(buf, start) & _LOW_BYTES[min(max(n, 0), 8)]
     w = np.uint64(0)
-    for i in range(n):
+    for i in range(min(n, 8)):
         w |= np.uint64(buf[start + i]) << np.uint64(8 * i)
     return w
 
 
 @njit(cache=True, nogil=True, inline="always")
-def piece_slot(buf, start, end, head, shift):
-    """Home slot of the piece ``buf[start:end]`` (first word `head`) in a table of ``2**(64 - shift)`` slots.
+def piece_words(buf, start, n):
+    """Bytes 0..7 and 8..15 of the piece ``buf[start:start + n]`` as two `head_word` words (zeros past n).
+
+    Two loads and two masks, no branch on n, whenever 16 bytes remain in `buf`.
+    """
+    if start + 16 <= buf.shape[0]:
+        return (load_u64(buf, start) & _LOW_BYTES[min(n, 8)],
+                load_u64(buf, start + 8) & _LOW_BYTES[min(max(n - 8, 0), 8)])
+    return head_word(buf, start, n), head_word(buf, start + 8, n - 8)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def piece_slot(buf, start, end, w0, w1, shift):
+    """Home slot of the piece ``buf[start:end]`` (first words `w0`, `w1`) in a table of ``2**(64 - shift)`` slots.
 
     Multiply-xor over 8-byte words; the slot is the product's top bits (Fibonacci hashing), which
-    depend on every bit of the input, unlike its low bits.
+    depend on every bit of the input, unlike its low bits. Pieces up to 16 bytes: no loop.
     """
-    h = (head ^ np.uint64(end - start)) * _GOLDEN
-    i = start + 8
+    h = (w0 ^ np.uint64(end - start)) * _GOLDEN
+    h = ((h >> np.uint64(29)) ^ h ^ w1) * _MIX
+    i = start + 16
     while i < end:
-        h = ((h >> np.uint64(29)) ^ h ^ head_word(buf, i, min(8, end - i))) * _MIX
+        h = ((h >> np.uint64(29)) ^ h ^ head_word(buf, i, end - i)) * _MIX
         i += 8
     return np.int64(h >> np.uint64(shift))
 
@@ -176,106 +192,136 @@ def piece_slot(buf, start, end, head, shift):
 class PieceTable(NamedTuple):
     """A hash table from whole pieces (bytes) to their ids: the tokens, then the piece cache.
 
-    ``slots``: int64, four per slot (32 bytes: one probe reads one cache line):
+    ``slots``: int64, four per slot (32 bytes, so a probe reads one cache line), for a piece of n bytes
+    and k ids:
 
-    0. the piece's bytes 0..7 as a word (`head_word`); 1. ``n_bytes << 48 | n_ids << 32 | offset``
-       of bytes 16.. in `key_bytes` (0 when the slot is empty); 2. bytes 8..15 as a word;
-    3. the ids: one id as is, two as ``first | second << 32``, more as their offset in `ids`.
+    0. bytes 0..7 as a word (`piece_words`);
+    1. ``n << 48 | k << 32 | offset``: where the piece's record starts in `pool` (0 only when empty);
+    2. bytes 8..15 as a word when n > 8; else ids (their bytes 8..15, see 3);
+    3. the ids' bytes 0..7: the ids little-endian, ``width`` bytes each, packed as they lie in the
+       output array, so one 8-byte store writes them all.
 
-    A piece of up to 16 bytes is thus matched by comparing words, without touching `key_bytes`.
-    ``state``: [entries, key bytes used, ids used, times emptied, hash shift, entries when emptied].
+    The ids live in the slot ("inline") when they fit: 16 bytes when n <= 8 (all of them for 2-byte
+    ids: BPE never yields more ids than bytes), else 8. A piece's record in `pool` holds its bytes
+    16.. (when n > 16), then its ids when not inline. So a piece of up to 16 bytes is matched by
+    comparing words, and most are answered from the one cache line of their slot.
+    ``state``: [entries, pool bytes used, id width (2 or 4), times emptied, hash shift, entries when emptied].
     """
 
     slots: np.ndarray
-    key_bytes: np.ndarray
-    ids: np.ndarray
+    pool: np.ndarray
     state: np.ndarray
 
 
-def piece_table(n_slots: int, n_bytes: int, n_ids: int) -> PieceTable:
-    """An empty `PieceTable`; zeroed memory, so the OS hands out pages only as they fill."""
+POOL_SLACK = 8  # pool bytes past the last record: the ids are read 8 bytes at a time
+OUT_SLACK = 8  # ids the encode kernel needs past the end of its output: it writes ids 8 bytes at a time
+
+
+def zeros_on_lines(n: int, dtype) -> np.ndarray:
+    """``np.zeros(n, dtype)`` starting on a 64-byte boundary (NumPy only promises 16): then every
+    32-byte slot of a `PieceTable` lies within one cache line, instead of every other one straddling two."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + n * dtype.itemsize].view(dtype)
+
+
+def piece_table(n_slots: int, n_bytes: int, id_width: int) -> PieceTable:
+    """An empty `PieceTable` for ids of `id_width` bytes (2 or 4); zeroed memory, so the OS hands out
+    pages only as they fill."""
     if n_slots & (n_slots - 1) or n_slots < 4:
         raise ValueError(f"slots must be a power of two >= 4, got {n_slots}")
+    if id_width not in (2, 4):
+        raise ValueError(f"ids are 2 or 4 bytes wide, got {id_width}")
     state = np.zeros(6, np.int64)
+    state[2] = id_width
     state[4] = 64 - (n_slots.bit_length() - 1)
-    return PieceTable(np.zeros(4 * n_slots, np.int64), np.zeros(max(n_bytes, 1), np.uint8),
-                      np.zeros(max(n_ids, 1), np.int32), state)
+    return PieceTable(zeros_on_lines(4 * n_slots, np.int64), np.zeros(n_bytes + POOL_SLACK, np.uint8), state)
 
 
 MAX_KEY = 2**16 - 1  # a piece's length is packed in 16 bits
 
 
 @njit(cache=True, nogil=True, inline="always")
-def piece_find(table, buf, start, end, head):
-    """Slot of ``buf[start:end]`` in `table` (a `PieceTable`), or -1."""
-    slots, key_bytes, _, state = table
+def piece_find(table, buf, start, end, w0, w1):
+    """Slot of ``buf[start:end]`` (first words `w0`, `w1` from `piece_words`) in `table`, or -1."""
+    slots, pool, state = table
     mask = slots.shape[0] // 4 - 1
-    s = piece_slot(buf, start, end, head, state[4])
+    s = piece_slot(buf, start, end, w0, w1, state[4])
     n = end - start
-    key = np.int64(head)
     while True:
         meta = slots[4 * s + 1]
         if meta == 0:
             return -1
-        # equal heads and lengths: equal pieces up to 8 bytes (head_word zeroes the bytes past n)
-        if slots[4 * s] == key and meta >> 48 == n:
-            if n <= 8:
+        # equal first words and lengths: equal pieces up to 8 bytes (the words are zero past n), and
+        # up to 16 with equal second words. `&`, not `and`: one branch, not three.
+        if (slots[4 * s] == np.int64(w0)) & (meta >> 48 == n) & ((n <= 8) | (slots[4 * s + 2] == np.int64(w1))):
+            if n <= 16 or same_words(pool, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
                 return s
-            if slots[4 * s + 2] == np.int64(head_word(buf, start + 8, min(n - 8, 8))):
-                if n <= 16 or same_words(key_bytes, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
-                    return s
         s = (s + 1) & mask
 
 
 @njit(cache=True, nogil=True, inline="always")
-def piece_ids(table, s, out, o):
-    """Copy the ids of slot `s` (from `piece_find`) to ``out[o:]``; return how many."""
-    slots, _, ids, _ = table
-    k = (slots[4 * s + 1] >> 32) & 0xFFFF
-    v = slots[4 * s + 3]
-    if k == 1:
-        out[o] = v
-    elif k == 2:
-        out[o] = v & 0xFFFFFFFF
-        out[o + 1] = v >> 32
+def piece_write(table, s, out, o):
+    """Write the ids of slot `s` (from `piece_find`) to ``out[o:]``; return how many (k).
+
+    It writes whole 8-byte words, so it may write past ``out[o + k]`` (up to 8 bytes): `out` must have
+    room there (`OUT_SLACK`), and those ids are overwritten by whatever comes next. The ids are stored
+    in `out`'s own width (`PieceTable`), so the words are copied as they are.
+    """
+    slots, pool, _ = table
+    meta = slots[4 * s + 1]
+    n = meta >> 48
+    k = (meta >> 32) & 0xFFFF
+    width = out.itemsize
+    if k * width <= 16 - 8 * (n > 8):  # inline: ids bytes 0..7 in word 3, 8..15 in word 2 (when n <= 8)
+        store_u64(out, o, np.uint64(slots[4 * s + 3]))
+        store_u64(out, o + 8 // width, np.uint64(slots[4 * s + 2]))  # n > 8: key bytes, past the ids
     else:
-        for i in range(k):
-            out[o + i] = ids[v + i]
+        a = (meta & 0xFFFFFFFF) + max(n - 16, 0)
+        for j in range(0, k * width, 8):  # reads up to 7 bytes past the record: POOL_SLACK
+            store_u64(out, o + j // width, load_u64(pool, a + j))
     return k
 
 
 @njit(cache=True, nogil=True)
-def piece_put(table, buf, start, end, head, ids_, k):
-    """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table); False when there is
-    no room: the table is half full, or a pool is (the caller empties the table and tries again)."""
-    slots, key_bytes, ids, state = table
+def piece_put(table, buf, start, end, w0, w1, ids_, k):
+    """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table; ``ids_.itemsize`` must be the
+    table's id width); False when there is no room: the table is half full, or its pool is (the caller
+    empties the table and tries again)."""
+    slots, pool, state = table
     n_slots = slots.shape[0] // 4
     n = end - start
-    extra = max(n - 16, 0)
-    more = k if k > 2 else 0
-    if 2 * (state[0] + 1) > n_slots or state[1] + extra > key_bytes.shape[0] or state[2] + more > ids.shape[0]:
+    width = ids_.itemsize
+    tail = max(n - 16, 0)
+    inline = k * width <= 16 - 8 * (n > 8)
+    need = tail + (0 if inline else k * width)
+    if 2 * (state[0] + 1) > n_slots or state[1] + need + POOL_SLACK > pool.shape[0]:
         return False
     a = state[1]
-    for i in range(extra):  # loops, not slice copies: those may allocate, which this kernel cannot
-        key_bytes[a + i] = buf[start + 16 + i]
-    state[1] += extra
-    if k == 1:
-        v = np.int64(ids_[0])
-    elif k == 2:
-        v = np.int64(ids_[0]) | (np.int64(ids_[1]) << 32)
-    else:
-        v = state[2]
-        for i in range(k):
-            ids[v + i] = ids_[i]
-        state[2] += k
+    for i in range(tail):  # loops, not slice copies: those may allocate, which this kernel cannot
+        pool[a + i] = buf[start + 16 + i]
+    lo = hi = np.uint64(0)  # words 3 and 2 of the slot
+    for i in range(k):
+        x = np.uint64(ids_[i])
+        if inline:
+            bit = 8 * width * i
+            if bit < 64:
+                lo |= x << np.uint64(bit)
+            else:
+                hi |= x << np.uint64(bit - 64)
+        else:
+            for b in range(width):
+                pool[a + tail + width * i + b] = np.uint8((x >> np.uint64(8 * b)) & np.uint64(0xFF))
+    state[1] += need
     mask = n_slots - 1
-    s = piece_slot(buf, start, end, head, state[4])
+    s = piece_slot(buf, start, end, w0, w1, state[4])
     while slots[4 * s + 1] != 0:
         s = (s + 1) & mask
-    slots[4 * s] = np.int64(head)
+    slots[4 * s] = np.int64(w0)
     slots[4 * s + 1] = (np.int64(n) << 48) | (np.int64(k) << 32) | a
-    slots[4 * s + 2] = np.int64(head_word(buf, start + 8, min(n - 8, 8))) if n > 8 else 0
-    slots[4 * s + 3] = v
+    slots[4 * s + 2] = np.int64(w1) if n > 8 else np.int64(hi)
+    slots[4 * s + 3] = np.int64(lo)
     state[0] += 1
     return True
 
@@ -286,7 +332,8 @@ def fill_token_table(table, pool, offsets, ids, ok):
     for j in range(ids.shape[0]):
         if ok[j]:
             a, b = offsets[j], offsets[j + 1]
-            piece_put(table, pool, a, b, head_word(pool, a, b - a), ids[j : j + 1], np.int64(1))  # not a literal 1,
+            w0, w1 = piece_words(pool, a, b - a)
+            piece_put(table, pool, a, b, w0, w1, ids[j : j + 1], np.int64(1))  # not a literal 1,
             # which numba would compile `piece_put` for anew
 
 
@@ -453,9 +500,9 @@ class PieceCache:
     """The table the encode kernel reads: the tokens, then every piece that needed the merge loop.
 
     A copy of the tokens' `PieceTable` (`Tables.tokens`) with room to grow: pieces that needed the
-    merge loop are added as they are met, and kept across calls. When it is half full or its pools
-    have no room, the kernel puts the tokens' table back (`reset`), so memory stays bounded -- 32
-    bytes a slot plus the pools, about 28 MB with the defaults -- however much new text streams
+    merge loop are added as they are met, and kept across calls. When it is half full or its pool
+    has no room, the kernel puts the tokens' table back (`reset`), so memory stays bounded -- 32
+    bytes a slot plus the pool, about 24 MB with the defaults -- however much new text streams
     through. Pieces longer than `MAX_PIECE` bytes are not cached (they rarely repeat). Not
     thread-safe: `npgpt.bpe.Encoding` lends each call its own, along with the merge loop's work arrays.
     """
@@ -464,20 +511,22 @@ class PieceCache:
 
     def __init__(self, tokens: PieceTable, pool_bytes: int = 1 << 22, pool_ids: int = 1 << 21):
         self.tokens = tokens
-        self.table = PieceTable(tokens.slots.copy(), np.zeros(len(tokens.key_bytes) + pool_bytes, np.uint8),
-                                np.zeros(len(tokens.ids) + pool_ids, np.int32), tokens.state.copy())
-        self.table.key_bytes[: len(tokens.key_bytes)] = tokens.key_bytes
-        self.table.ids[: len(tokens.ids)] = tokens.ids
+        width = int(tokens.state[2])
+        slots = zeros_on_lines(len(tokens.slots), np.int64)
+        slots[:] = tokens.slots
+        self.table = PieceTable(slots, np.zeros(len(tokens.pool) + pool_bytes + width * pool_ids, np.uint8),
+                                tokens.state.copy())
+        self.table.pool[: len(tokens.pool)] = tokens.pool
         self.arrays = tuple(self.table)  # a plain tuple: quicker for numba to type than a NamedTuple
         self.work = scratch(SCRATCH)
 
     @property
     def state(self) -> np.ndarray:
-        """[entries, key bytes used, ids used, times emptied, hash shift, entries when emptied]."""
+        """[entries, pool bytes used, id width, times emptied, hash shift, entries when emptied]."""
         return self.table.state
 
     def reset(self) -> None:
-        """Empty the cache back to just the tokens (whose bytes and ids stay where they are)."""
+        """Empty the cache back to just the tokens (whose records stay where they are)."""
         emptied = self.table.state[3] + 1
         self.table.slots[:] = self.tokens.slots
         self.table.state[:] = self.tokens.state
@@ -519,9 +568,10 @@ def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o
             out[o] = byte_ids[buf[s]]
             o += 1
         else:
-            t = piece_find(table, buf, s, i, head_word(buf, s, i - s))
+            w0, w1 = piece_words(buf, s, i - s)
+            t = piece_find(table, buf, s, i, w0, w1)
             if t >= 0:
-                o += piece_ids(table, t, out, o)
+                o += piece_write(table, t, out, o)
             else:
                 m = merge_bytes(buf, s, i, byte_ids, pairs, work)
                 for j in range(m):
@@ -555,8 +605,11 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
       caller passes larger work space;
     - the cache is full: it returns -1, and the caller empties it back to the tokens (`PieceCache.reset`).
 
-    `out` must hold ``len(buf) + n`` ids (BPE never yields more ids than bytes).
+    `out` must hold ``len(buf) + n + OUT_SLACK`` ids (BPE never yields more ids than bytes; the slack
+    is for `piece_write`), of the table's id width: else the kernel returns -2 and writes nothing.
     """
+    if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
+        return -2
     longest = work.shape[0] // 9
     o = state[2]
     for k in range(state[0], segments.shape[0]):
@@ -576,14 +629,14 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 state[0], state[1], state[2] = k, p, o
                 return n
             else:
-                head = head_word(buf, p, n)
-                t = piece_find(cache, buf, p, q, head)
+                w0, w1 = piece_words(buf, p, n)
+                t = piece_find(cache, buf, p, q, w0, w1)
                 if t >= 0:
-                    o += piece_ids(cache, t, out, o)
+                    o += piece_write(cache, t, out, o)
                 else:
                     o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
-                    if n <= SCRATCH and not piece_put(cache, buf, p, q, head, out[o:o2], o2 - o):
-                        if cache[3][0] > cache[3][5]:  # no room, and pieces to drop: empty it, come back
+                    if n <= SCRATCH and not piece_put(cache, buf, p, q, w0, w1, out[o:o2], o2 - o):
+                        if cache[2][0] > cache[2][5]:  # no room, and pieces to drop: empty it, come back
                             state[0], state[1], state[2] = k, p, o
                             return -1
                         # else even an empty cache has no room for this piece: leave it out
@@ -619,13 +672,16 @@ class Tables(NamedTuple):
     tokens: PieceTable  # whole-piece table: the self-encoding tokens of two or more bytes
     joinable: np.ndarray  # bool[65536]: byte pairs that occur inside some token
     n_not_self_encoding: int  # tokens that BPE of their own bytes does not give back whole
+    id_dtype: np.dtype  # the encode kernel's output dtype, in which the tables store ids
 
 
-def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -> Tables:
+def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]], id_dtype=None) -> Tables:
     """Lay a vocabulary (mergeable bytes -> id) and its merges out as the kernels' flat tables.
 
     The caller (`npgpt.Encoding`) has checked them: every single byte has an id, every merge joins
-    two known tokens into a known token, and there are fewer than 2**30 merges.
+    two known tokens into a known token, and there are fewer than 2**30 merges. `id_dtype` (uint16 or
+    uint32) is the dtype of the encode kernel's output, which must hold every id (special tokens'
+    too); by default the smallest that holds the vocabulary's.
     """
     byte_ids = np.array([encoder[bytes([x])] for x in range(256)], np.int32)
     lefts = np.array([encoder[a] for a, _ in merges], np.int32)
@@ -645,14 +701,18 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]]) -
     # The tokens fill a tenth of the slots at most; the piece caches copy the table and take the rest
     # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
     slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
-    tokens = piece_table(slots, int(np.maximum(lens - 16, 0).sum()), 1)
+    if id_dtype is None:
+        id_dtype = np.uint16 if max(encoder.values(), default=0) < 2**16 else np.uint32
+    id_dtype = np.dtype(id_dtype)
+    if id_dtype not in (np.uint16, np.uint32) or max(encoder.values(), default=0) > np.iinfo(id_dtype).max:
+        raise ValueError(f"ids do not fit {id_dtype}")
+    tokens = piece_table(slots, int(np.maximum(lens - 16, 0).sum()), id_dtype.itemsize)  # one id: inline
     # The ids in the dtype the encoder writes, and the table as a plain tuple, as the encode kernel
     # passes them: then `piece_put` compiles once for both callers.
-    out_ids = ids.astype(np.uint16 if ids.max(initial=0) < 2**16 else np.uint32)
-    fill_token_table(tuple(tokens), pool, offsets, out_ids, ok & (lens <= MAX_KEY))
+    fill_token_table(tuple(tokens), pool, offsets, ids.astype(id_dtype), ok & (lens <= MAX_KEY))
     tokens.state[5] = tokens.state[0]  # a piece cache emptied back to the tokens holds this many
     joinable = joinable_pairs(pool, offsets)  # from every token, not just the self-encoding ones
-    return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()))
+    return Tables(byte_ids, pairs, tokens, joinable, int((~ok).sum()), id_dtype)
 
 
 # --------------------------------------------------------------------------------------------

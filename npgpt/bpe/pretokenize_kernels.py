@@ -45,7 +45,7 @@ if sys.byteorder != "little":  # load_u64 reads words little-endian: byte i is b
 
 
 # --------------------------------------------------------------------------------------------
-# two machine instructions numba does not expose
+# three machine instructions numba does not expose
 
 
 @intrinsic
@@ -60,6 +60,22 @@ def load_u64(typingctx, arr, i):
         return builder.load(word, align=1)
 
     return types.uint64(arr, i), codegen
+
+
+@intrinsic
+def store_u64(typingctx, arr, i, w):
+    """Write the uint64 `w` little-endian over the 8 bytes from ``&arr[i]`` (any dtype): a single unaligned
+    store, which may run past element i into the ones after it (the caller checks they exist)."""
+    if not (isinstance(arr, types.Array) and isinstance(i, types.Integer) and w == types.uint64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        word = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(args[2], word, align=1)
+        return context.get_dummy_value()
+
+    return types.none(arr, i, w), codegen
 
 
 @intrinsic
