@@ -1,0 +1,134 @@
+"""The piece table of npgpt.bpe.merge_kernels against its plain twin, a dict from bytes to ids.
+
+The encode kernel's tricks -- whole-word loads of a piece, ids stored in the output's width and
+written 8 bytes at a time past the last id -- are checked here one by one; the whole encoder is held
+to npgpt.reference in test_bpe_properties.py.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from numba import njit
+
+from npgpt import Encoding
+from npgpt.bpe import merge_kernels as mk
+from npgpt.bpe.pretokenize_kernels import load_u64, store_u64
+from npgpt.reference import ReferenceEncoder
+from tests.random_vocab import random_merges
+
+
+def word(b: bytes) -> int:
+    """The plain meaning of a word: up to 8 bytes, little-endian, zeros above."""
+    return int.from_bytes(b[:8], "little")
+
+
+@given(st.binary(max_size=40), st.data())
+@example(b"abcdefghijklmnopqrstuvwxyz", None)
+def test_piece_words_are_the_bytes(buf, data):
+    arr = np.frombuffer(buf, np.uint8)
+    for start in range(len(buf)) if data is None else [data.draw(st.integers(0, max(len(buf) - 1, 0)))]:
+        for n in range(1, len(buf) - start + 1):
+            piece = buf[start : start + n]
+            w0, w1 = mk.piece_words(arr, start, n)
+            assert (int(w0), int(w1)) == (word(piece), word(piece[8:]))
+            assert int(mk.head_word(arr, start, n)) == word(piece)
+
+
+@njit
+def _load(buf, i):
+    return load_u64(buf, i)
+
+
+@njit
+def _store(out, i, w):
+    store_u64(out, i, w)
+
+
+def test_load_and_store_words():
+    buf = np.frombuffer(bytes(range(1, 17)), np.uint8)
+    assert int(_load(buf, 3)) == word(bytes(range(4, 12)))
+    out = np.zeros(6, np.uint16)
+    _store(out, 1, np.uint64(0x0004000300020001))
+    assert out.tolist() == [0, 1, 2, 3, 4, 0]
+    out32 = np.zeros(4, np.uint32)
+    _store(out32, 2, np.uint64(7 | 9 << 32))
+    assert out32.tolist() == [0, 0, 7, 9]
+
+
+
+def words(buf, start, n):
+    """`piece_words` as NumPy scalars (numba returns Python ints, which it cannot take back above 2**63)."""
+    return tuple(map(np.uint64, mk.piece_words(buf, start, n)))
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=40, unique=True), st.sampled_from([2, 4]),
+       st.integers(0, 2**32 - 1))
+@example([b"a" * 8, b"b" * 9, b"c" * 16, b"d" * 17, b"\x00", b"\x00\x00"], 2, 0)
+def test_piece_table_is_a_dict(keys, width, seed):
+    """put, then find and write back: the ids of every piece (any count up to its length, inline or in
+    the pool), nothing before them overwritten, and no piece found that was not put."""
+    rng = random.Random(seed)
+    dtype = np.uint16 if width == 2 else np.uint32
+    plain = {k: [rng.randrange(2 ** (8 * width)) for _ in range(rng.randint(1, len(k)))] for k in keys[::2]}
+    table = tuple(mk.piece_table(256, 4096, width))
+    for k, ids in plain.items():
+        buf = np.frombuffer(k, np.uint8)
+        w0, w1 = words(buf, 0, len(k))
+        assert mk.piece_put(table, buf, 0, len(k), w0, w1, np.array(ids, dtype), len(ids))
+    for k in keys:
+        buf = np.frombuffer(b"xy" + k, np.uint8)  # not at the start of its buffer
+        w0, w1 = words(buf, 2, len(k))
+        s = mk.piece_find(table, buf, 2, 2 + len(k), w0, w1)
+        if k not in plain:
+            assert s == -1
+            continue
+        out = np.full(3 + len(k) + mk.OUT_SLACK, 12345, dtype)
+        assert mk.piece_write(table, s, out, 3) == len(plain[k])
+        assert out[:3].tolist() == [12345] * 3 and out[3 : 3 + len(plain[k])].tolist() == plain[k]
+
+
+def test_piece_table_says_when_full():
+    table = tuple(mk.piece_table(4, 8, 2))
+    one = np.array([1], np.uint16)
+    for i in range(2):
+        buf = np.frombuffer(bytes([65 + i]), np.uint8)
+        assert mk.piece_put(table, buf, 0, 1, *words(buf, 0, 1), one, 1)
+    buf = np.frombuffer(b"C", np.uint8)
+    assert not mk.piece_put(table, buf, 0, 1, *words(buf, 0, 1), one, 1)  # half full
+    table = tuple(mk.piece_table(64, 8, 2))
+    buf = np.frombuffer(b"x" * 30, np.uint8)  # 14 key bytes to the pool: they do not fit beside the slack
+    assert not mk.piece_put(table, buf, 0, 30, *words(buf, 0, 30), one, 1)
+
+
+def test_encode_kernel_refuses_a_short_or_wrong_output(enc):
+    t = enc._get_tables()
+    cache = mk.PieceCache(t.tokens)
+    buf = np.frombuffer(b"hello world", np.uint8)
+    segments = np.array([[0, len(buf), -1]], np.int64)
+    segments.flags.writeable = False
+    from npgpt.bpe.unicode_tables import char_classes
+
+    for out in (np.zeros(len(buf) + 1, np.uint16), np.zeros(len(buf) + 1 + mk.OUT_SLACK, np.uint32)):
+        state = np.zeros(3, np.int64)
+        assert mk.encode_segments(buf, segments, True, char_classes(), t.byte_ids, t.pairs, t.joinable,
+                                  cache.arrays, cache.work, state, out) == -2
+        assert not out.any()
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 120), st.text("abcd ", max_size=300))
+def test_four_byte_ids_equal_reference(seed, n_merges, text):
+    """A special token past 2**16 makes every id 4 bytes wide: fewer fit in a slot, more go to the pool."""
+    vocab, merges = random_merges(random.Random(seed), b"abcd ", n_merges)
+    enc = Encoding(vocab, merges, {"<|big|>": 70_000}, pattern=r"\S+|\s+")
+    ref = ReferenceEncoder(vocab, merges, pattern=r"\S+|\s+")
+    assert enc._get_tables().id_dtype == np.uint32
+    assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
+    assert enc.encode_ordinary(text) == ref.encode_ordinary(text)  # again, from the piece cache
+
+
+def test_build_tables_refuses_ids_that_do_not_fit():
+    with pytest.raises(ValueError, match="do not fit"):
+        mk.build_tables({bytes([i]): i + 70_000 for i in range(256)}, [], np.uint16)
