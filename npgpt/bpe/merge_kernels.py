@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, store_u64
+from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, prefetch, store_u64
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -245,9 +245,14 @@ MAX_KEY = 2**16 - 1  # a piece's length is packed in 16 bits
 @njit(cache=True, nogil=True, inline="always")
 def piece_find(table, buf, start, end, w0, w1):
     """Slot of ``buf[start:end]`` (first words `w0`, `w1` from `piece_words`) in `table`, or -1."""
-    slots, pool, state = table
+    return piece_probe(table, buf, start, end, w0, w1, piece_slot(buf, start, end, w0, w1, table[2][4]))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def piece_probe(table, buf, start, end, w0, w1, s):
+    """`piece_find`, from the piece's home slot `s` (`piece_slot`), computed beforehand."""
+    slots, pool, _ = table
     mask = slots.shape[0] // 4 - 1
-    s = piece_slot(buf, start, end, w0, w1, state[4])
     n = end - start
     while True:
         meta = slots[4 * s + 1]
@@ -470,10 +475,14 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
+AHEAD = 8  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
+
+
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
-    `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap)."""
-    return np.empty(9 * max(longest, 1), np.int64)
+    `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap), then
+    ``3 * AHEAD`` for the encode kernel's ring of pieces scanned ahead."""
+    return np.empty(9 * max(longest, 1) + 3 * AHEAD, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -610,17 +619,36 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     """
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
-    longest = work.shape[0] // 9
+    longest = (work.shape[0] - 3 * AHEAD) // 9
+    ring = work[9 * longest : 9 * longest + 3 * AHEAD]  # (start, end, home slot) of the pieces ahead
+    slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
         if segments[k, 2] >= 0:
             out[o] = segments[k, 2]
             o += 1
             continue
-        p = max(segments[k, 0], state[1])
+        scanned = max(segments[k, 0], state[1])
         end = min(segments[k, 1], buf.shape[0])
-        while p < end:
-            q = piece_end(buf, p, end, classes) if scan_segments else end
+        head = tail = 0  # pieces taken from the ring, and put in it
+        while True:
+            # Scan ahead and ask for the slots' cache lines now, so that a slot not in cache is on its
+            # way while the pieces before it are encoded. A hint only: the probe is the same after.
+            while tail - head < AHEAD and scanned < end:
+                q = piece_end(buf, scanned, end, classes) if scan_segments else end
+                r = 3 * (tail & (AHEAD - 1))
+                ring[r], ring[r + 1], ring[r + 2] = scanned, q, 0
+                if 1 < q - scanned <= longest:
+                    w0, w1 = piece_words(buf, scanned, q - scanned)
+                    ring[r + 2] = piece_slot(buf, scanned, q, w0, w1, shift)
+                    prefetch(slots, 4 * ring[r + 2])
+                tail += 1
+                scanned = q
+            if head == tail:
+                break
+            r = 3 * (head & (AHEAD - 1))
+            p, q = ring[r], ring[r + 1]
+            head += 1
             n = q - p
             if n == 1:
                 out[o] = byte_ids[buf[p]]
@@ -630,7 +658,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 return n
             else:
                 w0, w1 = piece_words(buf, p, n)
-                t = piece_find(cache, buf, p, q, w0, w1)
+                t = piece_probe(cache, buf, p, q, w0, w1, ring[r + 2])
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:
@@ -641,7 +669,6 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                             return -1
                         # else even an empty cache has no room for this piece: leave it out
                     o = o2
-            p = q
         state[1] = 0
     state[0], state[1], state[2] = segments.shape[0], 0, o
     return 0
