@@ -15,7 +15,7 @@ from numba import njit
 
 from npgpt import Encoding
 from npgpt.bpe import merge_kernels as mk
-from npgpt.bpe.pretokenize_kernels import load_u64, store_u64
+from npgpt.bpe.pretokenize_kernels import load_u64, prefetch, store_u64, width_of
 from npgpt.reference import ReferenceEncoder
 from tests.random_vocab import random_merges
 
@@ -45,6 +45,16 @@ def _load(buf, i):
 @njit
 def _store(out, i, w):
     store_u64(out, i, w)
+
+
+@njit
+def _width_and_prefetch(arr):
+    prefetch(arr, 10**9)  # a hint: even far past the end it reads nothing and changes nothing
+    return width_of(arr)
+
+
+def test_width_of_and_prefetch():
+    assert [_width_and_prefetch(np.zeros(3, t)) for t in (np.uint8, np.uint16, np.uint32, np.int64)] == [1, 2, 4, 8]
 
 
 def test_load_and_store_words():

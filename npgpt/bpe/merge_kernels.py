@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, prefetch, store_u64
+from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, prefetch, store_u64, width_of
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -278,7 +278,7 @@ def piece_write(table, s, out, o):
     meta = slots[4 * s + 1]
     n = meta >> 48
     k = (meta >> 32) & 0xFFFF
-    width = out.itemsize
+    width = width_of(out)
     if k * width <= 16 - 8 * (n > 8):  # inline: ids bytes 0..7 in word 3, 8..15 in word 2 (when n <= 8)
         store_u64(out, o, np.uint64(slots[4 * s + 3]))
         store_u64(out, o + 8 // width, np.uint64(slots[4 * s + 2]))  # n > 8: key bytes, past the ids
@@ -297,7 +297,7 @@ def piece_put(table, buf, start, end, w0, w1, ids_, k):
     slots, pool, state = table
     n_slots = slots.shape[0] // 4
     n = end - start
-    width = ids_.itemsize
+    width = width_of(ids_)
     tail = max(n - 16, 0)
     inline = k * width <= 16 - 8 * (n > 8)
     need = tail + (0 if inline else k * width)

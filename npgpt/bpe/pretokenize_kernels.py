@@ -46,7 +46,7 @@ if sys.byteorder != "little":  # load_u64 reads words little-endian: byte i is b
 
 
 # --------------------------------------------------------------------------------------------
-# four machine instructions numba does not expose
+# machine instructions and constants numba does not expose
 
 
 @intrinsic
@@ -77,6 +77,20 @@ def store_u64(typingctx, arr, i, w):
         return context.get_dummy_value()
 
     return types.none(arr, i, w), codegen
+
+
+@intrinsic
+def width_of(typingctx, arr):
+    """``arr.itemsize`` as a constant of the compiled code (numba reads ``.itemsize`` at run time, so
+    ``j // arr.itemsize`` would be a division instruction)."""
+    if not isinstance(arr, types.Array):
+        return None
+    width = arr.dtype.bitwidth // 8
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.int64, width)
+
+    return types.int64(arr), codegen
 
 
 @intrinsic
