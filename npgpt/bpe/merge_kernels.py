@@ -475,14 +475,14 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
-AHEAD = 8  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
+AHEAD = 16  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
 
 
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
     `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap), then
-    ``3 * AHEAD`` for the encode kernel's ring of pieces scanned ahead."""
-    return np.empty(9 * max(longest, 1) + 3 * AHEAD, np.int64)
+    ``5 * AHEAD`` for the encode kernel's ring of pieces scanned ahead."""
+    return np.empty(9 * max(longest, 1) + 5 * AHEAD, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -619,8 +619,8 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     """
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
-    longest = (work.shape[0] - 3 * AHEAD) // 9
-    ring = work[9 * longest : 9 * longest + 3 * AHEAD]  # (start, end, home slot) of the pieces ahead
+    longest = (work.shape[0] - 5 * AHEAD) // 9
+    ring = work[9 * longest : 9 * longest + 5 * AHEAD]  # (start, end, home slot, words) of the pieces ahead
     slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
@@ -636,17 +636,18 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             # way while the pieces before it are encoded. A hint only: the probe is the same after.
             while tail - head < AHEAD and scanned < end:
                 q = piece_end(buf, scanned, end, classes) if scan_segments else end
-                r = 3 * (tail & (AHEAD - 1))
+                r = 5 * (tail & (AHEAD - 1))
                 ring[r], ring[r + 1], ring[r + 2] = scanned, q, 0
                 if 1 < q - scanned <= longest:
                     w0, w1 = piece_words(buf, scanned, q - scanned)
                     ring[r + 2] = piece_slot(buf, scanned, q, w0, w1, shift)
+                    ring[r + 3], ring[r + 4] = np.int64(w0), np.int64(w1)
                     prefetch(slots, 4 * ring[r + 2])
                 tail += 1
                 scanned = q
             if head == tail:
                 break
-            r = 3 * (head & (AHEAD - 1))
+            r = 5 * (head & (AHEAD - 1))
             p, q = ring[r], ring[r + 1]
             head += 1
             n = q - p
@@ -657,7 +658,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 state[0], state[1], state[2] = k, p, o
                 return n
             else:
-                w0, w1 = piece_words(buf, p, n)
+                w0, w1 = np.uint64(ring[r + 3]), np.uint64(ring[r + 4])
                 t = piece_probe(cache, buf, p, q, w0, w1, ring[r + 2])
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
