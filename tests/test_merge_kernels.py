@@ -15,7 +15,7 @@ from numba import njit
 
 from npgpt import Encoding
 from npgpt.bpe import merge_kernels as mk
-from npgpt.bpe.pretokenize_kernels import load_u64, prefetch, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, prefetch, store_u64, width_of
 from npgpt.reference import ReferenceEncoder
 from tests.random_vocab import random_merges
 
@@ -51,6 +51,16 @@ def _store(out, i, w):
 def _width_and_prefetch(arr):
     prefetch(arr, 10**9)  # a hint: even far past the end it reads nothing and changes nothing
     return width_of(arr)
+
+
+@njit
+def _at_all(arr):
+    return [at(arr, i) for i in range(arr.shape[0])]
+
+
+def test_at_is_indexing():
+    for arr in (np.arange(5, dtype=np.uint8), np.array([-3, 2**40], np.int64), np.array([7, 65535], np.uint16)):
+        assert _at_all(arr) == arr.tolist()
 
 
 def test_width_of_and_prefetch():

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import load_u64, piece_end, prefetch, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, piece_end, prefetch, store_u64, width_of
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -255,12 +255,12 @@ def piece_probe(table, buf, start, end, w0, w1, s):
     mask = slots.shape[0] // 4 - 1
     n = end - start
     while True:
-        meta = slots[4 * s + 1]
+        meta = at(slots, 4 * s + 1)
         if meta == 0:
             return -1
         # equal first words and lengths: equal pieces up to 8 bytes (the words are zero past n), and
         # up to 16 with equal second words. `&`, not `and`: one branch, not three.
-        if (slots[4 * s] == np.int64(w0)) & (meta >> 48 == n) & ((n <= 8) | (slots[4 * s + 2] == np.int64(w1))):
+        if (at(slots, 4 * s) == np.int64(w0)) & (meta >> 48 == n) & ((n <= 8) | (at(slots, 4 * s + 2) == np.int64(w1))):
             if n <= 16 or same_words(pool, meta & 0xFFFFFFFF, buf, start + 16, n - 16):
                 return s
         s = (s + 1) & mask
@@ -275,13 +275,13 @@ def piece_write(table, s, out, o):
     in `out`'s own width (`PieceTable`), so the words are copied as they are.
     """
     slots, pool, _ = table
-    meta = slots[4 * s + 1]
+    meta = at(slots, 4 * s + 1)
     n = meta >> 48
     k = (meta >> 32) & 0xFFFF
     width = width_of(out)
     if k * width <= 16 - 8 * (n > 8):  # inline: ids bytes 0..7 in word 3, 8..15 in word 2 (when n <= 8)
-        store_u64(out, o, np.uint64(slots[4 * s + 3]))
-        store_u64(out, o + 8 // width, np.uint64(slots[4 * s + 2]))  # n > 8: key bytes, past the ids
+        store_u64(out, o, np.uint64(at(slots, 4 * s + 3)))
+        store_u64(out, o + 8 // width, np.uint64(at(slots, 4 * s + 2)))  # n > 8: key bytes, past the ids
     else:
         a = (meta & 0xFFFFFFFF) + max(n - 16, 0)
         for j in range(0, k * width, 8):  # reads up to 7 bytes past the record: POOL_SLACK
@@ -648,18 +648,18 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             if head == tail:
                 break
             r = 5 * (head & (AHEAD - 1))
-            p, q = ring[r], ring[r + 1]
+            p, q = at(ring, r), at(ring, r + 1)
             head += 1
             n = q - p
             if n == 1:
-                out[o] = byte_ids[buf[p]]
+                out[o] = at(byte_ids, at(buf, p))
                 o += 1
             elif n > longest:
                 state[0], state[1], state[2] = k, p, o
                 return n
             else:
-                w0, w1 = np.uint64(ring[r + 3]), np.uint64(ring[r + 4])
-                t = piece_probe(cache, buf, p, q, w0, w1, ring[r + 2])
+                w0, w1 = np.uint64(at(ring, r + 3)), np.uint64(at(ring, r + 4))
+                t = piece_probe(cache, buf, p, q, w0, w1, at(ring, r + 2))
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:

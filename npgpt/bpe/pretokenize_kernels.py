@@ -64,6 +64,20 @@ def load_u64(typingctx, arr, i):
 
 
 @intrinsic
+def at(typingctx, arr, i):
+    """``arr[i]`` for an index known to be >= 0: numba's ``arr[i]`` first maps a negative i to
+    ``i + len(arr)``, three instructions and a live register more on every read of a hot loop."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return arr.dtype(arr, i), codegen
+
+
+@intrinsic
 def store_u64(typingctx, arr, i, w):
     """Write the uint64 `w` little-endian over the 8 bytes from ``&arr[i]`` (any dtype): a single unaligned
     store, which may run past element i into the ones after it (the caller checks they exist)."""
@@ -149,29 +163,30 @@ def not_ascii_letters(w):
 @njit(cache=True, nogil=True, inline="always")
 def char_at(buf, p, end, classes):
     """(class, byte length) of the UTF-8 character starting at ``buf[p]``."""
-    b = buf[p]
+    b = at(buf, p)
     if b < 0x80:
-        return classes[b], 1
+        return at(classes, b), 1
     if b >= 0xF0:
         if p + 4 > end:
             return OTHER, 1
-        cp = ((b & 0x07) << 18) | ((buf[p + 1] & 0x3F) << 12) | ((buf[p + 2] & 0x3F) << 6) | (buf[p + 3] & 0x3F)
-        return classes[cp], 4
+        cp = (((b & 0x07) << 18) | ((at(buf, p + 1) & 0x3F) << 12) | ((at(buf, p + 2) & 0x3F) << 6)
+              | (at(buf, p + 3) & 0x3F))
+        return at(classes, cp), 4
     if b >= 0xE0:
         if p + 3 > end:
             return OTHER, 1
-        cp = ((b & 0x0F) << 12) | ((buf[p + 1] & 0x3F) << 6) | (buf[p + 2] & 0x3F)
-        return classes[cp], 3
+        cp = ((b & 0x0F) << 12) | ((at(buf, p + 1) & 0x3F) << 6) | (at(buf, p + 2) & 0x3F)
+        return at(classes, cp), 3
     if p + 2 > end or b < 0xC0:
         return OTHER, 1
-    return classes[((b & 0x1F) << 6) | (buf[p + 1] & 0x3F)], 2
+    return at(classes, ((b & 0x1F) << 6) | (at(buf, p + 1) & 0x3F)), 2
 
 
 @njit(cache=True, nogil=True, inline="always")
 def letter_run(buf, r, end, classes):
     """End of the run of letters (``\\p{L}``) from `r`. ASCII letters go 8 at a time."""
     while r < end:
-        b = buf[r]
+        b = at(buf, r)
         if b >= 0x80:
             c, w = char_at(buf, r, end, classes)
             if c != LETTER:
@@ -195,9 +210,9 @@ def letter_run(buf, r, end, classes):
 def class_run(buf, r, end, cls, classes):
     """End of the run of characters of class `cls` from `r`."""
     while r < end:
-        b = buf[r]
+        b = at(buf, r)
         if b < 0x80:
-            if classes[b] != cls:
+            if at(classes, b) != cls:
                 return r
             r += 1
         else:
@@ -230,19 +245,19 @@ def piece_end(buf, p, end, classes):
     Dispatch on the first byte: ASCII by its class, a space glued to the run after it, an
     apostrophe maybe a contraction; then the run of the piece's class.
     """
-    b = buf[p]
+    b = at(buf, p)
     if b < 0x80:
-        c, r = classes[b], p + 1
+        c, r = at(classes, b), p + 1
         if b == _SPACE_BYTE and p + 1 < end:  # a space glues to the run after it, unless that is space
             c1, w1 = char_at(buf, p + 1, end, classes)
             if c1 != SPACE:
                 c, r = c1, p + 1 + w1
         elif b == _APOSTROPHE and p + 1 < end:  # contractions: 's 't 'm 'd 're 've 'll
-            b1 = buf[p + 1]
+            b1 = at(buf, p + 1)
             if b1 == 115 or b1 == 116 or b1 == 109 or b1 == 100:  # s t m d
                 return p + 2
             if p + 2 < end:
-                b2 = buf[p + 2]
+                b2 = at(buf, p + 2)
                 if (b2 == 101 and (b1 == 114 or b1 == 118)) or (b1 == 108 and b2 == 108):  # re ve ll
                     return p + 3
     else:
