@@ -15,7 +15,7 @@ from numba import njit
 
 from npgpt import Encoding
 from npgpt.bpe import merge_kernels as mk
-from npgpt.bpe.pretokenize_kernels import at, load_u64, prefetch, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, prefetch, put, store_u64, width_of
 from npgpt.reference import ReferenceEncoder
 from tests.random_vocab import random_merges
 
@@ -58,9 +58,18 @@ def _at_all(arr):
     return [at(arr, i) for i in range(arr.shape[0])]
 
 
-def test_at_is_indexing():
+@njit
+def _put_all(arr, values):
+    for i in range(values.shape[0]):
+        put(arr, i, values[i])
+
+
+def test_at_and_put_are_indexing():
     for arr in (np.arange(5, dtype=np.uint8), np.array([-3, 2**40], np.int64), np.array([7, 65535], np.uint16)):
         assert _at_all(arr) == arr.tolist()
+        copy = np.zeros_like(arr)
+        _put_all(copy, arr.astype(np.int64))  # cast to the array's dtype on the way in
+        assert copy.tolist() == arr.tolist()
 
 
 def test_width_of_and_prefetch():

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import at, load_u64, piece_end, prefetch, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, piece_end, prefetch, put, store_u64, width_of
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -154,7 +154,7 @@ def head_word(buf, start, n):
     the word depends on the piece alone); byte by byte only at the very end of the buffer.
     """
     if start + 8 <= buf.shape[0]:
-        return load_u64(buf, start) & _LOW_BYTES[min(max(n, 0), 8)]
+        return load_u64(buf, start) & at(_LOW_BYTES, min(max(n, 0), 8))
     w = np.uint64(0)
     for i in range(min(n, 8)):
         w |= np.uint64(buf[start + i]) << np.uint64(8 * i)
@@ -168,8 +168,8 @@ def piece_words(buf, start, n):
     Two loads and two masks, no branch on n, whenever 16 bytes remain in `buf`.
     """
     if start + 16 <= buf.shape[0]:
-        return (load_u64(buf, start) & _LOW_BYTES[min(n, 8)],
-                load_u64(buf, start + 8) & _LOW_BYTES[min(max(n - 8, 0), 8)])
+        return (load_u64(buf, start) & at(_LOW_BYTES, min(n, 8)),
+                load_u64(buf, start + 8) & at(_LOW_BYTES, min(max(n - 8, 0), 8)))
     return head_word(buf, start, n), head_word(buf, start + 8, n - 8)
 
 
@@ -637,12 +637,15 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             while tail - head < AHEAD and scanned < end:
                 q = piece_end(buf, scanned, end, classes) if scan_segments else end
                 r = 5 * (tail & (AHEAD - 1))
-                ring[r], ring[r + 1], ring[r + 2] = scanned, q, 0
+                put(ring, r, scanned)
+                put(ring, r + 1, q)
                 if 1 < q - scanned <= longest:
                     w0, w1 = piece_words(buf, scanned, q - scanned)
-                    ring[r + 2] = piece_slot(buf, scanned, q, w0, w1, shift)
-                    ring[r + 3], ring[r + 4] = np.int64(w0), np.int64(w1)
-                    prefetch(slots, 4 * ring[r + 2])
+                    home = piece_slot(buf, scanned, q, w0, w1, shift)
+                    put(ring, r + 2, home)
+                    put(ring, r + 3, np.int64(w0))
+                    put(ring, r + 4, np.int64(w1))
+                    prefetch(slots, 4 * home)
                 tail += 1
                 scanned = q
             if head == tail:
@@ -652,7 +655,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             head += 1
             n = q - p
             if n == 1:
-                out[o] = at(byte_ids, at(buf, p))
+                put(out, o, at(byte_ids, at(buf, p)))
                 o += 1
             elif n > longest:
                 state[0], state[1], state[2] = k, p, o

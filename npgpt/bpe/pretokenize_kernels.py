@@ -78,6 +78,22 @@ def at(typingctx, arr, i):
 
 
 @intrinsic
+def put(typingctx, arr, i, v):
+    """``arr[i] = v`` for an index known to be >= 0 (see `at`); `v` is cast to the array's dtype."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)
+            and isinstance(v, (types.Integer, types.Boolean))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        value = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
+        builder.store(value, builder.gep(data, [args[1]]))
+        return context.get_dummy_value()
+
+    return types.none(arr, i, v), codegen
+
+
+@intrinsic
 def store_u64(typingctx, arr, i, w):
     """Write the uint64 `w` little-endian over the 8 bytes from ``&arr[i]`` (any dtype): a single unaligned
     store, which may run past element i into the ones after it (the caller checks they exist)."""
