@@ -12,8 +12,9 @@ which the tests hold this module to. Here the same loop runs over NumPy arrays i
 - pair table: an open-addressing hash table from ``(left_id, right_id)`` to ``(rank, merged_id)``,
   key and value side by side in one int64 array (`build_pair_table`, `pair_lookup`);
 - whole-piece tables (`PieceTable`, one layout for two uses): a hash table from a piece's bytes to
-  its ids, probed with the piece's first 8 bytes as one machine word (`head_word`), so a piece of up
-  to 8 bytes -- most of them -- is found with one comparison and no second memory access.
+  its ids, probed with the piece's first 16 bytes as two machine words (`piece_words`), its ids kept
+  in the slot in the output's own width when they fit, so a piece of up to 16 bytes -- most of them
+  -- is found and written with one 32-byte slot, a cache line, and no second memory access.
   * tokens: most pieces (``" the"``, ``" and"``) are themselves tokens. Only tokens that the merge
     loop itself would produce from their bytes are in it, so the shortcut never changes an answer
     (`self_encoding` checks each token once, when `build_tables` runs);
@@ -270,9 +271,10 @@ def piece_probe(table, buf, start, end, w0, w1, s):
 def piece_write(table, s, out, o):
     """Write the ids of slot `s` (from `piece_find`) to ``out[o:]``; return how many (k).
 
-    It writes whole 8-byte words, so it may write past ``out[o + k]`` (up to 8 bytes): `out` must have
-    room there (`OUT_SLACK`), and those ids are overwritten by whatever comes next. The ids are stored
-    in `out`'s own width (`PieceTable`), so the words are copied as they are.
+    It writes whole 8-byte words, up to 16 bytes from ``out[o]`` however small k is: `out` must have
+    room for `OUT_SLACK` ids past the last id, and the ids past ``out[o + k]`` are overwritten by
+    whatever comes next. The ids are stored in `out`'s own width (`PieceTable`), so the words are
+    copied as they are, with no branch on k.
     """
     slots, pool, _ = table
     meta = at(slots, 4 * s + 1)
@@ -606,6 +608,11 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
     the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
     merged alone), and the result goes into the cache.
+
+    The scanner runs `AHEAD` pieces ahead of the piece being encoded, in a ring (in `work`) of each
+    piece's bounds, first words and home slot, and asks for that slot's cache line (`prefetch`) as soon
+    as it is known: a probe that would wait for memory finds its line on the way or there. The probe
+    itself is unchanged, so the ids are too.
 
     The kernel stops early in two cases, returning why, and the caller calls again: `state`
     (``[row, position, ids written]``, zeros at first) carries on where it stopped.
