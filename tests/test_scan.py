@@ -34,6 +34,18 @@ def test_scanner_equals_regex(text):
     assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text)
 
 
+@given(st.binary(max_size=64))
+@example(b"\xf7\xbf\xbf\xbf")  # a code point of 0x1FFFFF: past the end of the class table
+def test_scanner_on_any_bytes_stays_in_bounds(data):
+    """Not UTF-8 never reaches the scanner from the library, but the kernel must still read nothing
+    out of bounds on it: the pieces tile the bytes, and lead bytes F5-F7 read no class past the table."""
+    buf = np.frombuffer(data, np.uint8)
+    bounds = np.empty(len(buf) + 1, np.int64)
+    n = scan(buf, 0, len(buf), unicode_tables.char_classes(), bounds)
+    ends = bounds[: n + 1].tolist()
+    assert ends[0] == 0 and ends[-1] == len(buf) and ends == sorted(set(ends))
+
+
 def test_not_ascii_letters_is_the_byte_predicate():
     """The 8-bytes-at-once letter test, for every byte value at every position of the word."""
     from npgpt.bpe.pretokenize_kernels import not_ascii_letters

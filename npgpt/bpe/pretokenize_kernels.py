@@ -187,6 +187,8 @@ def char_at(buf, p, end, classes):
             return OTHER, 1
         cp = (((b & 0x07) << 18) | ((at(buf, p + 1) & 0x3F) << 12) | ((at(buf, p + 2) & 0x3F) << 6)
               | (at(buf, p + 3) & 0x3F))
+        if cp >= classes.shape[0]:  # lead bytes F5-F7 are not UTF-8; never read past the table for them
+            return OTHER, 4
         return at(classes, cp), 4
     if b >= 0xE0:
         if p + 3 > end:
