@@ -59,7 +59,7 @@ def test_corpus_batches_equal_one_thread(enc, threads):
     docs = [corpus_file(name).read_text(encoding="utf-8") for name in corpus_files()]
     one = enc.encode_batch_to_numpy(docs, num_threads=1)
     got = enc.encode_batch_to_numpy(docs, num_threads=threads)
-    assert all(np.array_equal(a, b) for a, b in zip(got, one))
+    assert all(np.array_equal(a, b) for a, b in zip(got, one, strict=True))
     whole = "<|endoftext|>".join(docs)  # one text, on all threads
     assert np.array_equal(enc.encode_batch_to_numpy([whole], num_threads=threads, allowed_special="all")[0],
                           enc.encode_to_numpy(whole, allowed_special="all"))

@@ -30,35 +30,35 @@ def valid_prefix(buf, start, end):
 
     Returns `end` when all of it is valid; otherwise the offset of the first byte that does not start
     a valid character, or starts one that `end` cuts short. `start` must be where a character starts.
+    After an ASCII byte, the bytes go 8 at a time while they are ASCII; after any other character,
+    one at a time (a Cyrillic or Chinese text would fail the 8-byte test at every character).
     """
     end = min(end, buf.shape[0])
     p = max(start, 0)
     while p < end:
-        while p + 8 <= end and (load_u64(buf, p) & _HIGH_BITS) == 0:  # 8 ASCII bytes
-            p += 8
-        if p >= end:
-            break
         b = buf[p]
         if b < 0x80:
             p += 1
+            while p + 8 <= end and (load_u64(buf, p) & _HIGH_BITS) == 0:
+                p += 8
             continue
         # the length of the sequence, and the range its second byte must fall in (RFC 3629, table 3-7)
         if b < 0xC2:  # a continuation byte, or C0 / C1 (overlong forms of ASCII)
             return p
         if b < 0xE0:
-            n, lo, hi = 2, 0x80, 0xBF
-        elif b < 0xF0:
+            if p + 2 > end or buf[p + 1] & 0xC0 != 0x80:
+                return p
+            p += 2
+            continue
+        if b < 0xF0:
             n, lo, hi = 3, 0xA0 if b == 0xE0 else 0x80, 0x9F if b == 0xED else 0xBF
         elif b < 0xF5:
             n, lo, hi = 4, 0x90 if b == 0xF0 else 0x80, 0x8F if b == 0xF4 else 0xBF
         else:
             return p
-        if p + n > end:
+        if p + n > end or not lo <= buf[p + 1] <= hi or buf[p + 2] & 0xC0 != 0x80:
             return p
-        if not lo <= buf[p + 1] <= hi:
+        if n == 4 and buf[p + 3] & 0xC0 != 0x80:
             return p
-        for k in range(2, n):
-            if buf[p + k] & 0xC0 != 0x80:
-                return p
         p += n
     return end
