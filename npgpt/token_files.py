@@ -42,6 +42,7 @@ Example
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import os
 import secrets
@@ -179,12 +180,15 @@ class TokenWriter:
     [1, 2, 3, 4]
     """
 
+    SYNC_EVERY = 1 << 22  # bytes
+
     def __init__(self, path: str | os.PathLike, dtype: Any = np.uint16, format: Format | None = None):
         self.path = Path(path)
         self.format = _format_of(self.path, format)
         dt = _int_dtype(dtype)
         self.dtype = dt.newbyteorder("<") if dt.itemsize > 1 else dt  # '=u2' spelled '<u2' in the header
         self.count = 0
+        self._unsynced = 0  # bytes written since the last sync
         _check_output(self.path)
         self._header = _npy_header(self.dtype, 0) if self.format == "npy" else b""
         # O_EXCL: a fresh file of our own, beside the target so that os.replace is a rename on one file system;
@@ -212,6 +216,20 @@ class TokenWriter:
         # the array's own buffer, not a .tobytes() copy of it
         self._file.write(np.ascontiguousarray(arr, dtype=self.dtype).data.cast("B"))
         self.count += arr.size
+        self._unsynced += arr.size * self.dtype.itemsize
+        if self._unsynced >= self.SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush the ids written so far to the disk (`close` does it for the rest).
+
+        `write` calls it every `SYNC_EVERY` bytes, so that the disk writes while the ids are being
+        made, and `close` is left with little: `tokenize_files` on two threads spent 8% of its time
+        in one fsync at the end, with both threads idle.
+        """
+        self._file.flush()
+        os.fdatasync(self._file.fileno()) if hasattr(os, "fdatasync") else os.fsync(self._file.fileno())
+        self._unsynced = 0
 
     def move_tail(self, start: int, other: TokenWriter, block: int = 1 << 22) -> None:
         """Move the ids from position `start` on to the end of `other` (the same dtype), then drop them here.
@@ -571,8 +589,6 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     >>> train.tokens.tolist(), val.tokens.tolist(), train.path.name
     ([31373, 995, 50256], [16390, 50256], 'train.npy')
     """
-    from tqdm import tqdm
-
     from npgpt.bpe import get_encoding
 
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
@@ -620,8 +636,8 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         for o in outputs:  # opened now: a bad `out` fails before the work
             writers.append(TokenWriter(o, dtype, fmt))
         writer = writers[0]
-        with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize", disable=disable) as bar:
-            _encode_files(files, tok, writer, threads, chunk_chars, eot_id, bar.update)
+        with _progress_bar(total, disable) as update:
+            _encode_files(files, tok, writer, threads, chunk_chars, eot_id, update)
         if val_fraction is not None:
             writer.move_tail(int(writer.count * (1 - val_fraction)), writers[1])
     except BaseException:
@@ -632,6 +648,19 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         w.close()
     written = [TokenFile(o, dtype=dtype) for o in outputs]
     return written[0] if val_fraction is None else (written[0], written[1])
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, disable: bool) -> Iterator[Any]:
+    """A tqdm bar's ``update`` over `total` bytes; tqdm is not even imported when there is no bar
+    (importing it takes 7 ms, as long as encoding 1 MB)."""
+    if disable:
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize") as bar:
+        yield bar.update
 
 
 def _encode_files(files: list[Path], tok: Any, writer: TokenWriter, threads: int, chunk_chars: int,
