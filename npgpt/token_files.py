@@ -224,11 +224,14 @@ class TokenWriter:
         """Flush the ids written so far to the disk (`close` does it for the rest).
 
         `write` calls it every `SYNC_EVERY` bytes, so that the disk writes while the ids are being
-        made, and `close` is left with little: `tokenize_files` on two threads spent 8% of its time
-        in one fsync at the end, with both threads idle.
+        made, and `close` is left with little: `tokenize_files` on two threads spent about 8% of its
+        time in one fsync at the end, with both encoding threads idle.
         """
         self._file.flush()
-        os.fdatasync(self._file.fileno()) if hasattr(os, "fdatasync") else os.fsync(self._file.fileno())
+        if hasattr(os, "fdatasync"):  # the data, not the file's times: all a reader needs
+            os.fdatasync(self._file.fileno())
+        else:  # macOS, Windows
+            os.fsync(self._file.fileno())
         self._unsynced = 0
 
     def move_tail(self, start: int, other: TokenWriter, block: int = 1 << 22) -> None:
@@ -551,13 +554,14 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
                    val_fraction: float | None = None) -> TokenFile | tuple[TokenFile, TokenFile]:
     """Encode text files into one token file (or a train/val pair): streaming, in parallel, in bounded memory.
 
-    Each file is read in blocks of `chunk_chars` bytes, decoded exactly (a file's text is its bytes
-    as UTF-8: ``\\r\\n`` stays ``\\r\\n``), re-cut where encoding can be split (`npgpt.Encoding.chunk_text`),
-    and groups of chunks are encoded on `num_threads` threads (default: all cores). Memory holds
-    about ``2 * num_threads`` chunks whatever the corpus size. Text that spells ``<|endoftext|>`` is
-    encoded as ordinary text; with `eot`, the real ``<|endoftext|>`` token is written after each
-    file, marking document boundaries. A tqdm bar shows progress on a terminal (`progress` None),
-    always (True) or never (False).
+    Each file is read in blocks of `chunk_chars` bytes, taken exactly (a file's text is its bytes as
+    UTF-8: ``\\r\\n`` stays ``\\r\\n``), cut where encoding can be split, and the chunks are encoded on
+    `num_threads` threads (default: all cores). GPT-2's `npgpt.Encoding` works on the bytes themselves
+    (`npgpt.bpe.pretokenize.safe_cut_utf8`), other tokenizers on the decoded text (their `chunk_text`;
+    see `_encode_files`). Memory holds about ``2 * num_threads`` chunks whatever the corpus size.
+    Text that spells ``<|endoftext|>`` is encoded as ordinary text; with `eot`, the real
+    ``<|endoftext|>`` token is written after each file, marking document boundaries. A tqdm bar
+    shows progress on a terminal (`progress` None), always (True) or never (False).
 
     Parameters
     ----------
