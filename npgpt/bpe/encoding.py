@@ -869,7 +869,9 @@ class _Batch:
         self.results: list[np.ndarray] = [np.zeros(0, enc.token_dtype)] * len(texts)
         self.queue: deque[tuple[int, int, np.ndarray]] = deque()  # (text, chunk number, rows)
         self.next_text = 0
+        self.preparing = 0  # threads cutting a text: chunks may still come
         self.lock = threading.Lock()
+        self.more = threading.Condition(self.lock)  # chunks were queued, or a text was prepared
         self.errors: list[tuple[int, BaseException]] = []
 
     def run(self) -> list[np.ndarray]:
@@ -890,8 +892,9 @@ class _Batch:
         return self.results
 
     def _fail(self, i: int, e: BaseException) -> None:
-        with self.lock:
+        with self.more:
             self.errors.append((i, e))
+            self.more.notify_all()
 
     def _work(self) -> None:
         try:
@@ -901,9 +904,15 @@ class _Batch:
             self._fail(len(self.texts), e)
 
     def _take(self) -> tuple[int, int, np.ndarray] | None:
-        """The next chunk to encode, preparing the next text when no chunk is queued; None when done."""
+        """The next chunk to encode, preparing the next text when no chunk is queued; None when done.
+
+        With no chunk queued and no text left, a thread waits while another is still cutting a text
+        (the last text's chunks are for everyone), and stops only when no more can come.
+        """
         while True:
-            with self.lock:
+            with self.more:
+                while not self.errors and not self.queue and self.next_text == len(self.texts) and self.preparing:
+                    self.more.wait()
                 if self.errors:
                     return None
                 if self.queue:
@@ -912,10 +921,15 @@ class _Batch:
                     return None
                 i = self.next_text
                 self.next_text += 1
+                self.preparing += 1
             try:
                 return self._prepare(i)
             except (TypeError, ValueError) as e:  # the text's own fault (a disallowed special token)
                 self._fail(i, e)
+            finally:
+                with self.more:
+                    self.preparing -= 1
+                    self.more.notify_all()
 
     def _prepare(self, i: int) -> tuple[int, int, np.ndarray]:
         """Cut text `i` into chunks; queue all but the first, which is returned for this thread."""
@@ -924,8 +938,9 @@ class _Batch:
         self.bufs[i] = buf
         self.parts[i] = [self.results[i]] * len(chunks)
         self.todo[i] = len(chunks)
-        with self.lock:
+        with self.more:
             self.queue.extend((i, k, c) for k, c in enumerate(chunks[1:], 1))
+            self.more.notify_all()
         return i, 0, chunks[0]
 
     def _encode(self, i: int, k: int, rows: np.ndarray) -> None:
