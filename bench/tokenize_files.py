@@ -3,9 +3,10 @@
     python bench/tokenize_files.py            # the shared corpus concatenated 6 times (~30 MB), else stdlib sources
     python bench/tokenize_files.py --quick    # ~1 MB, for a smoke test
 
-One file, so the parallelism must come from cutting it (`npgpt.bpe.pretokenize.chunk_text`) and
-encoding the chunks on all cores. Each figure comes from a fresh process that reads the file, warms
-the kernels on a short text, then is timed (best of --rounds, interleaved):
+One file, so the parallelism must come from cutting it and encoding the chunks on all cores (GPT-2's
+`Encoding` cuts the file's bytes, `npgpt.bpe.pretokenize.safe_cut_utf8`, and never makes a str).
+Each figure comes from a fresh process that reads the file, warms the kernels on a short text, then
+is timed (best of --rounds, interleaved):
 
 - ``encode_to_numpy``, one core pinned (``taskset -c 0``): the ceiling per core;
 - ``tokenize_files`` with 1 thread pinned to one core, and with one thread per core unpinned;

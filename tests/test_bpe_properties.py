@@ -1,6 +1,8 @@
 """Hypothesis: round trips, and the numba path equal to the textbook encoder (npgpt/reference.py)."""
 
 import random
+import re
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -37,6 +39,43 @@ def test_batches_equal_serial(enc, docs, threads):
     assert enc.encode_ordinary_batch(docs, num_threads=threads) == serial
     assert [a.tolist() for a in enc.encode_batch_to_numpy(docs, num_threads=threads)] == serial
     assert enc.decode_batch(serial, num_threads=threads) == docs
+
+
+@given(st.lists(st.one_of(texts, st.lists(texts, max_size=30).map(" ".join)), max_size=6), st.integers(2, 4),
+       st.integers(1, 64), st.booleans())
+def test_batches_cut_in_chunks_equal_serial(enc, docs, threads, min_chunk, special):
+    # chunks of a few bytes, so that every text is cut many times and the threads share its chunks
+    if special:
+        docs = [d.replace(" ", "<|endoftext|>", 1) for d in docs]
+    serial = [enc.encode(d, allowed_special="all") for d in docs]
+    with mock.patch("npgpt.bpe.encoding._MIN_CHUNK", min_chunk):
+        got = enc.encode_batch_to_numpy(docs, num_threads=threads, allowed_special="all")
+    assert [a.tolist() for a in got] == serial
+    assert all(a.dtype == np.uint16 for a in got)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_corpus_batches_equal_one_thread(enc, threads):
+    docs = [corpus_file(name).read_text(encoding="utf-8") for name in corpus_files()]
+    one = enc.encode_batch_to_numpy(docs, num_threads=1)
+    got = enc.encode_batch_to_numpy(docs, num_threads=threads)
+    assert all(np.array_equal(a, b) for a, b in zip(got, one, strict=True))
+    whole = "<|endoftext|>".join(docs)  # one text, on all threads
+    assert np.array_equal(enc.encode_batch_to_numpy([whole], num_threads=threads, allowed_special="all")[0],
+                          enc.encode_to_numpy(whole, allowed_special="all"))
+
+
+def test_batch_errors_are_the_first_texts_as_on_one_thread(enc):
+    docs = ["fine " * 50_000, "a <|endoftext|> b", "fine", "<|fim|> <|endoftext|>", 5]
+    for threads in (1, 2, 3):
+        with pytest.raises(TypeError, match="text must be str, got int"):
+            enc.encode_batch_to_numpy(docs, num_threads=threads)
+        with pytest.raises(ValueError, match=re.escape("disallowed special token '<|endoftext|>'")):
+            enc.encode_batch_to_numpy(docs[:4], num_threads=threads)
+    with pytest.raises(ValueError, match="num_threads"):
+        enc.encode_batch_to_numpy(["a"], num_threads=True)
+    assert enc.encode_batch_to_numpy([], num_threads=2) == []
+    assert [a.tolist() for a in enc.encode_batch_to_numpy(["", "a"], num_threads=2)] == [[], [64]]
 
 
 @given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans(), st.integers(1, 64))

@@ -77,3 +77,46 @@ def test_fix_surrogates_and_utf8():
     assert pretokenize.fix_surrogates("\ud83d\ude00") == "😀"
     assert pretokenize.to_utf8("a\ud800") == "a\ufffd".encode()
     assert GPT2_PATTERN.startswith("'s|'t")
+
+
+# --------------------------------------------------------------------------------------------
+# safe_cut_utf8: the same rule on the UTF-8 bytes
+
+
+@given(texts, texts, st.integers(0, 600), st.integers(0, 3))
+@example("a b", "", 2, 0)
+@example("x's", "", 2, 0)
+@example("字字字字", "字", 9, 0)
+@example("a \n\nHe", "", 5, 0)
+@example("ab're", "", 4, 0)
+def test_safe_cut_utf8_is_safe_whatever_follows(text, following, limit, skip):
+    buf = text.encode()
+    start = len(text[:skip].encode())  # the start of a text is where a piece starts; so is a safe cut
+    if start and safe_cut(text, skip) != skip:
+        start = 0
+    cut = pretokenize.safe_cut_utf8(buf, limit, start)
+    assert cut == 0 or start < cut <= min(limit, len(buf))
+    if cut:
+        first, rest = buf[start:cut].decode(), buf[cut:].decode()  # never inside a character
+        assert split(first) + split(rest + following) == split(buf[start:].decode() + following)
+
+
+@given(texts, texts, st.integers(0, 400))
+def test_safe_cut_utf8_looks_no_further_than_end(text, more, limit):
+    # bytes past `end` are unknown: the cut must hold whatever they turn out to be
+    buf = (text + more).encode()
+    end = len(text.encode())
+    cut = pretokenize.safe_cut_utf8(buf, limit, 0, end)
+    assert cut <= max(0, min(limit, end - 1))
+    if cut:
+        assert split(text[: len(buf[:cut].decode())]) + split(buf[cut:end].decode() + "x y") == split(text + "x y")
+
+
+def test_safe_cut_utf8_falls_back_to_the_scanner_and_checks_utf8():
+    buf = ("字" * 20_000 + "，" + "字" * 20_000).encode()
+    assert pretokenize.safe_cut_utf8(buf, len(buf) - 1) == 3 * 20_000  # before the comma, far back
+    assert pretokenize.safe_cut_utf8("字".encode() * 100, 150) == 0  # one piece: no cut anywhere
+    assert pretokenize.safe_cut_utf8(b"", 5) == pretokenize.safe_cut_utf8(b"ab", 0) == 0
+    bad = "字".encode() * 5000 + b"\xff" + "字".encode() * 5000
+    with pytest.raises(ValueError, match=r"not UTF-8: byte 15000 \(0xff\)"):
+        pretokenize.safe_cut_utf8(bad, len(bad) - 1)

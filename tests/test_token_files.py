@@ -258,6 +258,74 @@ def test_tokenize_files_matches_encode(tmp_path, enc):
     assert tokenize_files(str(c), tmp_path / "two.npy", progress=False).tokens.tolist() == one.tokens.tolist()
 
 
+@given(st.lists(st.sampled_from(["a", "Zz", " ", "  ", "\n", "\r\n", "'s", "'", "é", "字", "，", "😀", "Привет", "7",
+                                 "!", "\u3000", "\x85"]), max_size=200).map("".join),
+       st.integers(1, 40), st.integers(1, 3))
+def test_tokenize_bytes_pipeline_equals_encode(tmp_path_factory, enc, text, chunk_chars, threads):
+    # blocks of a few bytes: cuts everywhere, characters split across blocks, blocks re-read twice as long
+    d = tmp_path_factory.mktemp("bytes")
+    (d / "a.txt").write_bytes(text.encode())
+    tf = tokenize_files([d / "a.txt"], d / "t.npy", num_threads=threads, chunk_chars=chunk_chars, progress=False)
+    assert tf.tokens.tolist() == enc.encode(text, disallowed_special=())
+
+
+def test_tokenize_reads_bytes_not_str(tmp_path, enc, monkeypatch):
+    # GPT-2's Encoding gets the file's bytes (no decode); other tokenizers still get str, with the same ids
+    a = tmp_path / "a.txt"
+    a.write_text(default_text()[1][:50_000] + " Привет, мир! 你好 <|endoftext|>", encoding="utf-8")
+    expected = enc.encode(a.read_text(encoding="utf-8"), disallowed_special=())
+
+    def no_str(*args, **kwargs):
+        raise AssertionError("decoded to str")
+
+    class LookAlike:
+        def __getattr__(self, name):
+            return getattr(enc, name)
+
+    with monkeypatch.context() as m:
+        m.setattr("npgpt.token_files._read_utf8", no_str)
+        assert tokenize_files([a], tmp_path / "t.npy", chunk_chars=1000, progress=False).tokens.tolist() == expected
+    assert tokenize_files([a], tmp_path / "t.npy", tokenizer=LookAlike(), chunk_chars=1000,
+                          progress=False).tokens.tolist() == expected
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 7, 1000])
+def test_tokenize_decode_errors_name_the_byte(tmp_path, chunk_chars):
+    bad = tmp_path / "bad.txt"
+    out = tmp_path / "t.npy"
+    for data, at, reason in ((b"ok \xff", 3, "invalid start byte"), (b"ok \xe2\x82", 3, "unexpected end of data"),
+                             ("é".encode() * 50 + b"\xed\xa0\x80", 100, "invalid continuation byte"),
+                             (b"a" * 20 + b"\xf0\x9f\x98 x", 20, "invalid continuation byte"),
+                             (b"\xc0\xaf", 0, "invalid start byte")):
+        bad.write_bytes(data)
+        with pytest.raises(UnicodeDecodeError, match=f"{reason} at byte {at} of {bad}") as info:
+            tokenize_files([bad], out, progress=False, chunk_chars=chunk_chars)
+        assert (info.value.offset, info.value.problem, info.value.path) == (at, reason, bad)
+        with pytest.raises(UnicodeDecodeError) as decoded:
+            data.decode("utf-8")
+        assert decoded.value.reason == reason  # Python's own words
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_an_interrupted_bytes_tokenize_leaves_the_earlier_file(tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted(self, buf, rows):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode_rows(self, buf, rows)
+
+    encode_rows = npgpt.Encoding._encode_rows
+    monkeypatch.setattr(npgpt.Encoding, "_encode_rows", interrupted)
+    a = tmp_path / "a.txt"
+    a.write_text(default_text()[1][:100_000], encoding="utf-8")
+    out = write_tokens(tmp_path / "t.npy", [1, 2, 3])
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_files([a], out, num_threads=2, chunk_chars=1000, progress=False)
+    assert np.load(out).tolist() == [1, 2, 3] and leftovers(tmp_path) == []
+
+
 def test_an_interrupted_tokenize_leaves_the_earlier_file(tmp_path, enc):
     class Interrupted:  # GPT-2, until Ctrl-C arrives while the second chunk is encoded
         def __init__(self):

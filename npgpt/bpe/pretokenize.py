@@ -32,6 +32,7 @@ __all__ = [
     "fix_surrogates",
     "regex_rows",
     "safe_cut",
+    "safe_cut_utf8",
     "special_token_regex",
     "special_token_regex_bytes",
     "split",
@@ -242,6 +243,100 @@ def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
         if end > start and not text[end - 1].isspace():
             cut = end
     return cut
+
+
+@functools.lru_cache(maxsize=1)
+def _class_bytes() -> bytes:
+    """`npgpt.bpe.unicode_tables.char_classes` as bytes: indexing bytes gives a Python int, ten times
+    faster than a NumPy scalar, and `safe_cut_utf8` looks up a few characters per cut."""
+    from npgpt.bpe.unicode_tables import char_classes
+
+    return char_classes().tobytes()
+
+
+def _code_point(buf: bytes, p: int) -> int:
+    """The code point of the character that starts at ``buf[p]`` (valid UTF-8)."""
+    b = buf[p]
+    if b < 0x80:
+        return b
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | (buf[p + 1] & 0x3F)
+    if b < 0xF0:
+        return ((b & 0x0F) << 12) | ((buf[p + 1] & 0x3F) << 6) | (buf[p + 2] & 0x3F)
+    return ((b & 0x07) << 18) | ((buf[p + 1] & 0x3F) << 12) | ((buf[p + 2] & 0x3F) << 6) | (buf[p + 3] & 0x3F)
+
+
+def _char_start(buf: bytes, i: int, lowest: int = 0) -> int:
+    """Where the character that ends at byte offset `i` starts (UTF-8 continuation bytes are 10xxxxxx)."""
+    i -= 1
+    while i > lowest and buf[i] & 0xC0 == 0x80:
+        i -= 1
+    return i
+
+
+def safe_cut_utf8(buf: bytes, limit: int, start: int = 0, end: int | None = None) -> int:
+    """`safe_cut` for GPT-2's pattern on UTF-8 bytes: a byte offset in ``(start, limit]`` where
+    ``buf[start:end]`` may be cut so that the two halves encode apart whatever follows `end`; 0 when
+    there is none.
+
+    This is what lets ``npgpt tokenize`` cut a file's bytes, and `npgpt.Encoding.encode_batch_to_numpy`
+    a long text's bytes, without decoding them to str. ``buf[start:end]`` must be UTF-8 (a ValueError
+    says otherwise when the scanner is needed) and `start` must be where a piece starts (the start of
+    a text, or an earlier cut). The rule is `safe_cut`'s, character for character: tried backwards
+    from `limit` over `_LOOK_BACK` characters, then the pieces found by the numba scanner.
+
+    >>> t = "hello world, it is me".encode()
+    >>> safe_cut_utf8(t, 15), t[:safe_cut_utf8(t, 15)]
+    (15, b'hello world, it')
+    """
+    from npgpt.bpe.unicode_tables import SPACE
+
+    end = len(buf) if end is None else min(end, len(buf))
+    limit = min(limit, end - 1)  # Y, and the character after a space, must be in the buffer
+    if limit <= start:
+        return 0
+    classes = _class_bytes()
+    i = _char_start(buf, limit + 1, start)  # the start of the character at `limit`
+    tried = 0
+    try:
+        while i > start and tried < _LOOK_BACK:
+            j = _char_start(buf, i, start)  # X is buf[j:i], Y starts at i
+            cx, cy = classes[_code_point(buf, j)], classes[_code_point(buf, i)]
+            if cx != SPACE:
+                if buf[i] == 0x20:  # Y is U+0020: a cut when the character after it is not a space
+                    if i + 1 < end and classes[_code_point(buf, i + 1)] != SPACE:
+                        return i
+                elif cy != SPACE and cx != cy and buf[j] != 0x27:  # a change of class, X not an apostrophe
+                    return i
+            i = j
+            tried += 1
+    except IndexError:  # a code point past U+10FFFF, or a character cut short: not UTF-8
+        pass  # the check below names the bad byte
+    return _cut_after_pieces_utf8(buf, start, end, limit)
+
+
+def _cut_after_pieces_utf8(buf: bytes, start: int, end: int, limit: int) -> int:
+    """`_cut_after_pieces` on bytes: scan ``buf[start:end]`` and cut after the last piece that ends in a
+    non-space and is followed by a whole piece ending by `limit` (< `end`). Only the scanner's last two
+    pieces can differ from the whole text's (a contraction needs two bytes of look-ahead), and both
+    are after the cut."""
+    from npgpt.bpe import pretokenize_kernels, utf8_kernels
+    from npgpt.bpe.unicode_tables import SPACE, char_classes
+
+    arr = np.frombuffer(buf, np.uint8)
+    bad = utf8_kernels.valid_prefix(arr, start, end)
+    if bad != end:  # the scanner reads code points: never let it see anything else
+        raise ValueError(f"not UTF-8: byte {bad} (0x{buf[bad]:02x}) does not start a whole, valid character")
+    bounds = np.empty(end - start + 1, np.int64)
+    n = pretokenize_kernels.scan(arr, start, end, char_classes(), bounds)
+    ends = bounds[1 : n + 1]
+    classes = _class_bytes()
+    # piece k may be cut after when piece k + 1 also ends by `limit`; the latest such k comes first
+    for k in range(int(np.searchsorted(ends, limit, side="right")) - 2, -1, -1):
+        e = int(ends[k])
+        if classes[_code_point(buf, _char_start(buf, e))] != SPACE:
+            return e
+    return 0
 
 
 def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_special: frozenset[str] = frozenset(),
