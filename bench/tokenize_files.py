@@ -39,6 +39,7 @@ import numpy as np
 import npgpt
 kind, path, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 enc = npgpt.get_encoding("gpt2")
+enc._get_tables()  # load the kernels now: a short text alone would run on the plain tier
 enc.encode_to_numpy("warm the kernels up")
 size = len(open(path, "rb").read())
 if kind == "encode":
