@@ -49,6 +49,15 @@ if sys.byteorder != "little":  # load_u64 reads words little-endian: byte i is b
 # machine instructions and constants numba does not expose
 
 
+def _element(context, builder, sig, args):
+    """The address of ``args[0][args[1]]`` for the intrinsics below: the index widened to intp as its
+    own type says (an unsigned byte stays 0..255; LLVM would read a narrow index as signed), and the
+    address marked in bounds, as numba's own indexing marks it, so that LLVM keeps optimising the loop."""
+    data = context.make_array(sig.args[0])(context, builder, args[0]).data
+    index = context.cast(builder, args[1], sig.args[1], types.intp)
+    return builder.gep(data, [index], inbounds=True)
+
+
 @intrinsic
 def load_u64(typingctx, arr, i):
     """``buf[i:i+8]`` as one little-endian uint64: a single unaligned load (the caller checks i + 8 <= len)."""
@@ -56,8 +65,7 @@ def load_u64(typingctx, arr, i):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        word = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        word = builder.bitcast(_element(context, builder, sig, args), ir.IntType(64).as_pointer())
         return builder.load(word, align=1)
 
     return types.uint64(arr, i), codegen
@@ -71,8 +79,7 @@ def at(typingctx, arr, i):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        return builder.load(builder.gep(data, [args[1]]))
+        return builder.load(_element(context, builder, sig, args))
 
     return arr.dtype(arr, i), codegen
 
@@ -85,9 +92,8 @@ def put(typingctx, arr, i, v):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
         value = context.cast(builder, args[2], sig.args[2], sig.args[0].dtype)
-        builder.store(value, builder.gep(data, [args[1]]))
+        builder.store(value, _element(context, builder, sig, args))
         return context.get_dummy_value()
 
     return types.none(arr, i, v), codegen
@@ -101,8 +107,7 @@ def store_u64(typingctx, arr, i, w):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        word = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        word = builder.bitcast(_element(context, builder, sig, args), ir.IntType(64).as_pointer())
         builder.store(args[2], word, align=1)
         return context.get_dummy_value()
 
@@ -131,8 +136,7 @@ def prefetch(typingctx, arr, i):
         return None
 
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        ptr = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        ptr = builder.bitcast(_element(context, builder, sig, args), ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
