@@ -95,7 +95,7 @@ def _read_text(path: str | None) -> tuple[str, str]:
         return default_text()
     p = Path(path)
     if path != "-" and not p.is_file():
-        raise UserError(f"no such file: {path}")
+        raise UserError(f"{'not a regular file' if p.exists() else 'no such file'}: {path}")
     data = sys.stdin.buffer.read() if path == "-" else p.read_bytes()
     try:
         return ("<stdin>" if path == "-" else path), data.decode("utf-8")
@@ -181,7 +181,7 @@ def cmd_decode(args) -> None:
 def cmd_train(args) -> None:
     for f in args.files:
         if not Path(f).is_file():
-            raise UserError(f"no such file: {f}")
+            raise UserError(f"{'not a regular file' if Path(f).exists() else 'no such file'}: {f}")
     specials = args.special or ["<|endoftext|>"]
     for s in specials:
         if not s or len(s.encode("utf-8")) == 1:
@@ -252,7 +252,7 @@ def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
     out = _writable_folder("--out", args.out)
     for f in args.files:
         if not Path(f).is_file():
-            raise UserError(f"no such file: {f}")
+            raise UserError(f"{'not a regular file' if Path(f).exists() else 'no such file'}: {f}")
     from npgpt import distributed
 
     with _dask_client(args.scheduler) as client:

@@ -451,6 +451,13 @@ class FileDecodeError(UnicodeDecodeError):
     offset: int
     problem: str
 
+    def __str__(self) -> str:
+        # Python's wording gives the position in the block being decoded, and the reason already
+        # names the offset in the file: say only the latter.
+        bad = bytes(self.object[self.start : self.end])
+        what = f"byte 0x{bad[0]:02x}" if len(bad) == 1 else f"bytes {bad.hex(' ')}"
+        return f"'utf-8' codec can't decode {what}: {self.reason}"
+
 
 def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
     """The text of `path` in pieces, decoded from blocks of bytes exactly (no newline translation).
@@ -607,6 +614,8 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         raise ValueError("no input files")
     for p in files:
         if not p.is_file():
+            if p.exists():
+                raise ValueError(f"not a regular file: {p} (a folder, device or pipe)")
             raise FileNotFoundError(f"no such file: {p}")
     out = Path(out)
     if val_fraction is None:

@@ -172,6 +172,9 @@ BAD_CALLS = [
     (["tokenize", "{ok}", "--out", "{dir}/t.npy", "--threads", "-2"], "--threads"),
     (["tokenize", "{latin1}", "--out", "{dir}/t.npy"], "not UTF-8"),
     (["frobnicate"], "invalid choice"),
+    (["inspect", "{dir}"], "not a regular file"),
+    (["train", "{dir}", "--vocab-size", "300", "--out", "{dir}/v"], "not a regular file"),
+    (["tokenize", "{dir}", "--out", "{dir}/t.npy"], "not a regular file"),
 ]
 
 

@@ -125,3 +125,28 @@ def test_other_spellings_take_the_checked_path(enc, tmp_path):
 def test_plain_ids_are_the_token_dtype(plain):
     assert plain.encode_to_numpy("hi").dtype == np.uint16
     assert npgpt.get_encoding("gpt2").encode_to_numpy("").dtype == np.uint16
+
+
+def test_capturing_groups_are_refused():
+    """`findall` returns what groups captured, not the piece: text would be lost without a word."""
+    vocab = {i: bytes([i]) for i in range(256)}
+    with pytest.raises(ValueError, match="capturing group"):
+        Encoding(vocab, [], pattern=r"(a)b|\S+|\s+")
+    assert Encoding(vocab, [], pattern=r"(?:a)b|\S+|\s+").encode("ab ab") == [97, 98, 32, 97, 98]
+
+
+def test_small_decodes_and_batches_do_not_load_numba():
+    """Short decodes (arrays too) and small batches run in Python on the calling thread."""
+    code = ("import sys, threading, numpy as np, npgpt; e = npgpt.get_encoding('gpt2'); "
+            "assert e.decode(np.array([31373, 995])) == 'hello world'; "
+            "got = e.encode_batch_to_numpy(['hello', 'world'], num_threads=8); "
+            "assert [a.tolist() for a in got] == [[31373], [6894]]; "
+            "print('numba' in sys.modules, threading.active_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "1"]
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix: deprecated, but people pass it
+def test_decode_of_a_matrix(enc):
+    ids = np.matrix(np.full((1, 3000), 995))
+    assert enc.decode(ids) == " world" * 3000

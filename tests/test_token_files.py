@@ -234,6 +234,7 @@ def test_tokenize_failure_keeps_the_earlier_file(tmp_path):
     bad.write_bytes(b"a" * 999 + b"\xc3X and more")
     with pytest.raises(UnicodeDecodeError, match=f"at byte 999 of {bad}"):
         tokenize_files([ok, bad], out, progress=False, chunk_chars=1000)
+    assert "position" not in str(info.value)  # only the offset in the file, not the one in the block
     bad.write_bytes(b"a" * 999 + "é and more".encode())  # the same split, of a valid character
     assert enc_decode(tokenize_files([bad], out, progress=False, chunk_chars=1000)).endswith("aé and more")
 
@@ -590,3 +591,8 @@ def test_hostile_token_files_and_loaders_raise_never_crash(seed):
     done = subprocess.run([sys.executable, "-c", HOSTILE, str(seed), "1000"], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_folders_are_not_files(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        tokenize_files([tmp_path], tmp_path / "t.npy", progress=False)

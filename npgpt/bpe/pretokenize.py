@@ -49,14 +49,20 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 def compile_pattern(pattern: str) -> regex.Pattern:
     """Compile a pre-tokenization pattern with `regex` (cached).
 
-    Raises ValueError naming the pattern when it does not compile.
+    Raises ValueError naming the pattern when it does not compile, or when it has capturing groups:
+    pieces are read with ``findall``, which returns what the groups captured instead of the whole
+    match, and text would be lost without a word (write groups as ``(?:...)``).
     """
     if not isinstance(pattern, str):
         raise TypeError(f"pattern must be str, got {type(pattern).__name__}")
     try:
-        return regex.compile(pattern)
+        compiled = regex.compile(pattern)
     except regex.error as e:
         raise ValueError(f"pre-tokenization pattern {pattern!r} does not compile: {e}") from None
+    if compiled.groups:
+        raise ValueError(f"pre-tokenization pattern {pattern!r} has {compiled.groups} capturing group(s); each "
+                         "piece must be a whole match, so write groups as (?:...)")
+    return compiled
 
 
 def split(text: str, pattern: str = GPT2_PATTERN) -> list[str]:

@@ -78,6 +78,8 @@ def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
     for s in sources:
         if isinstance(s, Path):
             if not s.is_file():
+                if s.exists():
+                    raise ValueError(f"not a regular file: {s} (a folder, device or pipe)")
                 raise FileNotFoundError(f"no such file: {s}")
             size += s.stat().st_size
         else:
