@@ -637,7 +637,8 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
             raise ValueError(f"format 'bin' holds uint16 ids (nanoGPT's format); {tok.name} has {tok.n_vocab:,} "
                              "ids: use format 'npy'")
         dtype = np.dtype(np.uint16)
-    if val_fraction is not None and not out.is_dir():
+    made_folder = val_fraction is not None and not out.is_dir()
+    if made_folder:
         _check_output(out)
         out.mkdir()
     threads = num_threads or os.cpu_count() or 1
@@ -656,6 +657,9 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     except BaseException:
         for w in writers:
             w.abort()
+        if made_folder:  # a failed run leaves nothing behind, not even the folder it made
+            with contextlib.suppress(OSError):  # (not empty after all: leave it, and raise the real error)
+                out.rmdir()
         raise
     for w in writers:
         w.close()

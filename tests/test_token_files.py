@@ -350,7 +350,7 @@ def test_an_interrupted_tokenize_leaves_the_earlier_file(tmp_path, enc):
     with pytest.raises(KeyboardInterrupt):
         tokenize_files([a], tmp_path / "split", tokenizer=Interrupted(), num_threads=1, chunk_chars=1000,
                        progress=False, val_fraction=0.1)
-    assert list((tmp_path / "split").iterdir()) == []
+    assert not (tmp_path / "split").exists()  # not even the folder the run made
 
 
 @given(st.floats(0.01, 0.99), st.integers(1, 3))
@@ -596,3 +596,11 @@ def test_hostile_token_files_and_loaders_raise_never_crash(seed):
 def test_folders_are_not_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         tokenize_files([tmp_path], tmp_path / "t.npy", progress=False)
+
+
+def test_a_failed_split_leaves_no_folder(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine " * 1000 + b"\xff")
+    with pytest.raises(UnicodeDecodeError):
+        tokenize_files([bad], tmp_path / "split", progress=False, val_fraction=0.1)
+    assert not (tmp_path / "split").exists()
