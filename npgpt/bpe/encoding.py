@@ -119,7 +119,8 @@ class Encoding:
         bytes are already in `vocab` keeps that id; the others take the next free ids, in order. A
         dict gives the ids explicitly (as tiktoken's constructor does).
     pattern : str
-        Pre-tokenization regex (`regex` syntax). Default: GPT-2's.
+        Pre-tokenization regex (`regex` syntax). Default: GPT-2's. Each match is one piece, so
+        capturing groups are refused (write ``(?:...)``).
     name : str
         Shown in ``repr`` and used as the file name by ``save(format="tiktoken")``.
 
