@@ -720,14 +720,9 @@ def _pipeline(tok: Any, chunk_chars: int, progress) -> tuple[Any, Any]:
     from npgpt.bpe.pretokenize import GPT2_PATTERN
 
     if type(tok) is Encoding and tok.pattern == GPT2_PATTERN:  # subclasses may override encode_to_numpy
-        whole = np.zeros((1, 3), np.int64)
-        whole[0, 2] = -1
-
         def encode_bytes(chunk: tuple[bytes, int]) -> np.ndarray:
-            data, end = chunk
-            rows = whole.copy()
-            rows[0, 1] = end
-            return tok._encode_rows(data, rows)  # checked UTF-8, ordinary text: the kernel directly
+            data, end = chunk  # checked UTF-8, ordinary text: one row for the kernel, directly
+            return tok._encode_rows(data, np.array([[0, end, -1]], np.int64))
 
         return lambda path: _utf8_chunks(path, chunk_chars, progress), encode_bytes
 

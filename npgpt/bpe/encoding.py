@@ -368,14 +368,19 @@ class Encoding:
                 ids += got
         return np.array(ids, self.token_dtype)
 
-    def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
+    def _text_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[bytes, np.ndarray]:
+        """What every encode path starts from: the UTF-8 bytes of `text` (checked for disallowed special
+        tokens) and its rows ``(start, end, special_id)`` (see `_segments`)."""
         text = _check_text(text)
         if disallowed:
             check_disallowed(text, disallowed)
         buf = to_utf8(text)
         # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
-        segments = self._segments(buf, allowed) if allowed else _WHOLE_TEXT
+        return buf, self._segments(buf, allowed) if allowed else _WHOLE_TEXT
+
+    def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
+        buf, segments = self._text_rows(text, allowed, disallowed)
         if self._tables is None and len(buf) <= self._plain_budget:  # the plain tier, until it has done its share
             self._plain_budget -= len(buf)
             ids = self._plain_encode(buf, segments)
@@ -636,17 +641,6 @@ class Encoding:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         return list(items)
 
-    def _text_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[bytes, np.ndarray]:
-        """What `_encode` hands the kernel for `text`: its UTF-8 bytes and rows ``(start, end, special_id)``,
-        every row's end within the bytes (chunks are cut by byte offsets)."""
-        text = _check_text(text)
-        if disallowed:
-            check_disallowed(text, disallowed)
-        buf = to_utf8(text)
-        if allowed:
-            return buf, self._segments(buf, allowed)
-        return buf, np.array([[0, len(buf), -1]], np.int64)
-
     @staticmethod
     def _chunks(buf: bytes, rows: np.ndarray, later: int, num_threads: int) -> Iterator[np.ndarray]:
         """`rows` of `buf` in groups of about ``max(_MIN_CHUNK, work left / (2 * num_threads))`` bytes,
@@ -658,6 +652,7 @@ class Encoding:
             if special >= 0:  # a special token: one id, never cut
                 chunk.append((start, end, special))
                 continue
+            end = min(end, len(buf))  # (`_WHOLE_TEXT`'s row ends past any text)
             while True:
                 room = max(_MIN_CHUNK, (len(buf) - start + later) // (2 * num_threads)) - size
                 if end - start <= room:
