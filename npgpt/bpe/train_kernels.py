@@ -289,11 +289,6 @@ class Tokens(NamedTuple):
     out_id: np.ndarray  # int32
 
 
-def _pow2(n: int) -> int:
-    """The smallest power of two >= n (hash tables mask their slot numbers)."""
-    return 1 << max(0, n - 1).bit_length()
-
-
 def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray):
     """(corpus, pairs, chains, heap, tokens, counters) before the first merge; ``sym`` is taken over.
 
