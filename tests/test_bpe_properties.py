@@ -54,6 +54,26 @@ def test_batches_cut_in_chunks_equal_serial(enc, docs, threads, min_chunk, speci
     assert all(a.dtype == np.uint16 for a in got)
 
 
+@given(st.lists(st.one_of(texts, st.text(max_size=60), st.sampled_from(["<|endoftext|>", "<|endoftext", "a\ud800b"])),
+                max_size=8).map("".join), st.integers(1, 64), st.integers(1, 3), st.booleans())
+@example(text="ж<|endoftext|>", long_text=1, threads=2, special=False)
+@example(text="\ud83d\ude00 \ud800", long_text=1, threads=2, special=False)
+def test_long_text_path_equals_short(enc, text, long_text, threads, special):
+    # `_long_utf8` (the kernels' UTF-8 and special-token search, no GIL) against `str.encode` and `in`:
+    # the same ids, the same error, whatever the text, surrogates and special tokens included
+    sets = {"allowed_special": "all"} if special else {}
+
+    def run(limit):
+        with mock.patch("npgpt.bpe.encoding._LONG_TEXT", limit), mock.patch("npgpt.bpe.encoding._MIN_CHUNK", 2):
+            try:
+                return (enc.encode_to_numpy(text, **sets).tolist(),
+                        [a.tolist() for a in enc.encode_batch_to_numpy([text, text[::-1]], num_threads=threads, **sets)])
+            except ValueError as e:
+                return str(e)
+
+    assert run(long_text) == run(2**62)
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_corpus_batches_equal_one_thread(enc, threads):
     docs = [corpus_file(name).read_text(encoding="utf-8") for name in corpus_files()]

@@ -1,4 +1,4 @@
-"""The numba UTF-8 check (npgpt.bpe.utf8_kernels) held to Python's own decoder."""
+"""The numba UTF-8 kernels (npgpt.bpe.utf8_kernels) held to Python: its decoder, its encoder, bytes.find."""
 
 import codecs
 
@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from npgpt.bpe.utf8_kernels import valid_prefix
+from npgpt.bpe.utf8_kernels import find_bytes, utf8_of_str, valid_prefix
 
 # bytes around every boundary of RFC 3629's table: overlong forms, surrogates, the last code point
 edge_bytes = st.lists(st.sampled_from([b"a", b"\x7f", b"\x80", b"\xbf", b"\xc0", b"\xc1", b"\xc2", b"\xdf", b"\xe0",
@@ -35,3 +35,35 @@ def test_valid_prefix_agrees_with_python(data):
         got = valid_prefix(arr, start, end)
         if python_prefix(data[:start]) == start:  # `start` is where a character starts
             assert got == start + python_prefix(data[start:end])
+
+
+# every storage width CPython picks (1, 2 or 4 bytes a character), each boundary of UTF-8's lengths, surrogates
+edge_chars = st.lists(st.sampled_from(["a", "\x7f", "\x80", "\xff", "\u0100", "\u07ff", "\u0800", "\ud7ff",
+                                       "\ud800", "\udbff", "\udc00", "\udfff", "\ue000", "\uffff", "\U00010000",
+                                       "\U0010ffff", "é", "ж", "字", "😀"]), max_size=40).map("".join)
+
+
+@given(st.one_of(st.text(max_size=60), edge_chars, st.text(st.characters(codec="latin-1"), max_size=60)))
+@example("")
+@example("héllo wörld")
+@example("a\ud800")
+def test_utf8_of_str_is_str_encode(text):
+    buf, n = utf8_of_str(text)
+    try:
+        expected = text.encode("utf-8")
+    except UnicodeEncodeError as e:  # a surrogate: the kernel names the first one
+        assert n == -1 - e.start
+        return
+    assert n == len(expected) and buf[:n].tobytes() == expected
+    assert len(buf) >= n  # (its room, from the storage width, is never less than the bytes)
+
+
+@given(st.binary(max_size=80), st.binary(min_size=1, max_size=5), st.integers(-3, 90), st.data())
+@example(b"xx<|endoftext|> <|endoftext|", b"<|endoftext|>", 0, None)
+@example(b"aaaaaaaaaaaaaaaab", b"ab", 0, None)
+def test_find_bytes_is_bytes_find(haystack, needle, start, data):
+    if data is not None and haystack and data.draw(st.booleans()):  # often a needle that is there
+        i = data.draw(st.integers(0, len(haystack) - 1))
+        needle = haystack[i : i + data.draw(st.integers(1, 16))]
+    got = find_bytes(np.frombuffer(haystack, np.uint8), np.frombuffer(needle, np.uint8), start)
+    assert got == haystack.find(needle, max(start, 0))

@@ -1,4 +1,5 @@
-"""A UTF-8 check in numba, so that file bytes can go to the encode kernel without becoming a str.
+"""UTF-8 in numba, without the GIL: checking bytes (`valid_prefix`), making them from a str
+(`utf8_of_str`), and finding a special token in them (`find_bytes`).
 
 ``npgpt tokenize`` used to decode every block of a file to str (to check it is UTF-8) and encode every
 chunk back to bytes for the kernel: two passes over the text, both holding the GIL, which on two
@@ -10,18 +11,28 @@ E0 or F0 followed by too small a byte), no surrogates (ED A0..ED BF), nothing pa
 and up, F5..FF). The tests hold it to Python's decoder on arbitrary bytes. The kernel only says where
 the valid text stops; the caller asks Python's decoder what is wrong there, so error messages stay
 exactly Python's ("invalid start byte", "invalid continuation byte", "unexpected end of data").
+
+`encode_batch_to_numpy` had the same trouble the other way: ``str.encode`` and the search for
+disallowed special tokens (``token in text``) hold the GIL, about a fifth of a kernel pass over the same
+text, and a thread preparing a long text kept the others, back from their kernels, waiting.
+`utf8_of_str` reads the str's own code units (CPython keeps a str as 1, 2 or 4 bytes a character, and
+numba hands the kernel that memory, not a copy) and `find_bytes` searches the bytes, both without it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core.extending import intrinsic
 
-from npgpt.bpe.pretokenize_kernels import load_u64
+from npgpt.bpe.pretokenize_kernels import ctz, load_u64
 
-__all__ = ["valid_prefix"]
+__all__ = ["find_bytes", "utf8_of_str", "valid_prefix"]
 
 _HIGH_BITS = np.uint64(0x8080808080808080)
+_LOW_BITS = np.uint64(0x7F7F7F7F7F7F7F7F)
+_ONES = np.uint64(0x0101010101010101)
 
 
 @njit(cache=True, nogil=True)
@@ -62,3 +73,117 @@ def valid_prefix(buf, start, end):
             return p
         p += n
     return end
+
+
+# --------------------------------------------------------------------------------------------
+# str -> UTF-8
+
+
+@intrinsic
+def code_unit(typingctx, data, i, width):
+    """Code unit `i` of a str's data (``text._data``), `width` (a constant 1, 2 or 4) bytes wide, as uint32."""
+    if not (data == types.voidptr and isinstance(i, types.Integer) and isinstance(width, types.IntegerLiteral)
+            and width.literal_value in (1, 2, 4)):
+        return None
+    bits = 8 * width.literal_value
+
+    def codegen(context, builder, sig, args):
+        units = builder.bitcast(args[0], ir.IntType(bits).as_pointer())
+        index = context.cast(builder, args[1], sig.args[1], types.intp)
+        unit = builder.load(builder.gep(units, [index], inbounds=True))
+        return builder.zext(unit, ir.IntType(32)) if bits < 32 else unit
+
+    return types.uint32(data, i, width), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _utf8_units(text, out, width):
+    """`utf8_of_str` for a str stored `width` bytes a character: one code point at a time, as RFC 3629
+    writes it (1 byte below U+0080, 2 below U+0800, 3 below U+10000, else 4). A copy for each width, so
+    that each loop reads its code units with no test of the width (one loop testing it ran 1.5x slower)."""
+    data = text._data
+    o = 0
+    for i in range(text._length):
+        c = code_unit(data, i, width)
+        if c < 0x80:
+            out[o] = c
+            o += 1
+        elif c < 0x800:
+            out[o] = 0xC0 | (c >> 6)
+            out[o + 1] = 0x80 | (c & 0x3F)
+            o += 2
+        elif c < 0x10000:
+            if 0xD800 <= c < 0xE000:  # a surrogate has no UTF-8 form: the caller's problem
+                return -1 - i
+            out[o] = 0xE0 | (c >> 12)
+            out[o + 1] = 0x80 | ((c >> 6) & 0x3F)
+            out[o + 2] = 0x80 | (c & 0x3F)
+            o += 3
+        else:
+            out[o] = 0xF0 | (c >> 18)
+            out[o + 1] = 0x80 | ((c >> 12) & 0x3F)
+            out[o + 2] = 0x80 | ((c >> 6) & 0x3F)
+            out[o + 3] = 0x80 | (c & 0x3F)
+            o += 4
+    return o
+
+
+@njit(cache=True, nogil=True)
+def utf8_of_str(text):
+    """``text.encode("utf-8")`` as ``(buffer, n)``: the bytes are ``buffer[:n]``, a uint8 array.
+
+    ``n = -1 - i`` when ``text[i]`` is a surrogate (no UTF-8 form; ``str.encode`` would raise). The
+    buffer has room for the most bytes a character of `text` can take, which CPython's storage tells
+    (``text._kind``: 1 byte a character holds up to U+00FF, 2 bytes in UTF-8; 2 up to U+FFFF, 3; 4, 4),
+    so the kernel never writes past it, nor reads past the str's own length. As fast as ``str.encode``
+    on the corpus (which has a faster path for ASCII: `npgpt.Encoding` calls this only for other text).
+    """
+    kind = text._kind
+    out = np.empty(text._length * (1 if text._is_ascii else kind + (kind < 4)), np.uint8)
+    if kind == 1:
+        return out, _utf8_units(text, out, 1)
+    if kind == 2:
+        return out, _utf8_units(text, out, 2)
+    return out, _utf8_units(text, out, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# finding a special token
+
+
+@njit(cache=True, nogil=True)
+def find_bytes(buf, needle, start):
+    """First offset ``>= start`` where the bytes `needle` (non-empty) occur in `buf`; -1 when nowhere.
+
+    Candidates are found 8 bytes at a time: ``x = word ^ (lead * 0x0101..)`` has a zero byte exactly
+    where the word holds the needle's first byte, and ``(x & 0x7F..) + 0x7F..`` sets the top bit of
+    every byte of x that is not zero, with no carry between bytes (each sum is at most 0xFE), so the
+    bytes left without a top bit in ``sum | x`` are the zero ones (exact; the classic shorter test
+    may flag a byte above a real zero). Each candidate is then compared byte by byte.
+    """
+    n, m = buf.shape[0], needle.shape[0]
+    if m == 0:
+        return -1
+    lead = needle[0]
+    spread = np.uint64(lead) * _ONES
+    p = max(start, 0)
+    while p + m <= n:
+        if p + 8 <= n:
+            x = load_u64(buf, p) ^ spread
+            hits = ~(((x & _LOW_BITS) + _LOW_BITS) | x) & _HIGH_BITS
+            if hits == 0:
+                p += 8
+                continue
+            p += np.int64(ctz(hits) >> np.uint64(3))
+        elif buf[p] != lead:
+            p += 1
+            continue
+        if p + m > n:
+            return -1
+        j = 1
+        while j < m and buf[p + j] == needle[j]:
+            j += 1
+        if j == m:
+            return p
+        p += 1
+    return -1
