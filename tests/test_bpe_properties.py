@@ -66,8 +66,8 @@ def test_long_text_path_equals_short(enc, text, long_text, threads, special):
     def run(limit):
         with mock.patch("npgpt.bpe.encoding._LONG_TEXT", limit), mock.patch("npgpt.bpe.encoding._MIN_CHUNK", 2):
             try:
-                return (enc.encode_to_numpy(text, **sets).tolist(),
-                        [a.tolist() for a in enc.encode_batch_to_numpy([text, text[::-1]], num_threads=threads, **sets)])
+                batch = enc.encode_batch_to_numpy([text, text[::-1]], num_threads=threads, **sets)
+                return enc.encode_to_numpy(text, **sets).tolist(), [a.tolist() for a in batch]
             except ValueError as e:
                 return str(e)
 

@@ -1,6 +1,7 @@
 """Pre-tokenization helpers (npgpt.bpe.pretokenize): safe cut points and chunking, held to `regex.findall`."""
 
 import re
+from unittest import mock
 
 import pytest
 from hypothesis import example, given
@@ -47,9 +48,25 @@ def test_long_run_without_a_local_cut_falls_back_to_the_scanner():
 
 
 def test_no_cut_inside_an_allowed_special_token():
+    eot = frozenset({"<|endoftext|>"})
     text = "hello <|endoftext|>"
-    cut = safe_cut(text, 10, allowed_special=frozenset({"<|endoftext|>"}))
-    assert cut <= 6
+    cut = safe_cut(text, 10, allowed_special=eot)
+    assert cut <= 6 or cut == len(text)  # before the special token, or right after it
+    assert safe_cut("<|endoftext|>" * 3, 30, allowed_special=eot) == 39  # nothing but special tokens: after them
+    assert safe_cut("a<|endoftext|>b c", 16, allowed_special=eot) == 15  # the rules still come first
+
+
+@pytest.mark.parametrize("doc", ["<|endoftext|>", "ab<|endoftext|>", "字" * 5])
+def test_streams_with_few_places_to_cut_take_linear_time(doc):
+    # Tens of thousands of short documents between special tokens, or no place to cut at all: chunk_text
+    # used to search the whole buffer again at every piece, and took 28 s for 260 kB of "<|endoftext|>".
+    # Counted in calls to safe_cut (no timing): a linear number, not one per piece.
+    calls = []
+    real = pretokenize.safe_cut
+    with mock.patch.object(pretokenize, "safe_cut", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k)):
+        chunks = list(chunk_text([doc] * 20_000, allowed_special=frozenset({"<|endoftext|>"}), chunk_chars=4096))
+    assert "".join(chunks) == doc * 20_000
+    assert sum(calls) < 6 * len(doc) * 20_000  # characters searched: a few times the stream, not its square
 
 
 @given(st.lists(texts, max_size=8), st.integers(1, 50))

@@ -189,7 +189,9 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
     When `_LOOK_BACK` characters give none (a long run of one script without spaces or punctuation),
     or for any other pattern, the pieces are found from the start (numba scanner or `regex`) and the
     cut goes after the last piece ending in a non-space whose successor also ends before `limit`.
-    A cut never falls inside an allowed special token.
+    A cut never falls inside an allowed special token; right after one is always safe (special tokens
+    are cut out before pre-tokenization), so when the rules find nothing after the last allowed special
+    token that starts before `limit`, the cut goes right after it, which may be past `limit`.
 
     >>> t = "hello world, it is me"
     >>> safe_cut(t, 15), t[:safe_cut(t, 15)]
@@ -220,7 +222,7 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
                     return i
             elif cy != SPACE and cx != cy and text[i - 1] != "'":
                 return i
-    return _cut_after_pieces(text, start, limit, pattern)
+    return _cut_after_pieces(text, start, limit, pattern) or start
 
 
 def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
@@ -364,12 +366,13 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
     hold = max(map(len, allowed_special | disallowed_special), default=1) - 1
     buffered: list[str] = []
     size = 0
+    ready = chunk_chars  # characters buffered before the next try at a cut
     for piece in texts:
         if not isinstance(piece, str):
             raise TypeError(f"expected str pieces of text, got {type(piece).__name__}")
         buffered.append(piece)
         size += len(piece)
-        if size < chunk_chars:
+        if size < ready:
             continue
         text = "".join(buffered)
         if disallowed_special:
@@ -378,6 +381,9 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
         if cut:
             yield text[:cut]
         buffered, size = [text[cut:]], len(text) - cut
+        # No cut: try again when the text has doubled, not at every piece, or a stream with no place to
+        # cut would be searched again and again from its start (quadratic: minutes for a few MB).
+        ready = chunk_chars if cut else 2 * size
     text = "".join(buffered)
     if disallowed_special:
         check_disallowed(text, disallowed_special)
