@@ -625,6 +625,9 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         fmt = _format_of(Path("x.npy"), format)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"with a validation split, out names a folder; {out} is a file")
+        if not out.exists() and out.suffix.lower() in (".npy", ".bin", ".tok"):  # a slip, not a folder wanted
+            raise ValueError(f"with a validation split, out names a folder (for train.{fmt} and val.{fmt}); "
+                             f"{out} looks like a file name")
         outputs = [out / f"train.{fmt}", out / f"val.{fmt}"]
     for o in outputs:
         for p in files:

@@ -393,6 +393,9 @@ def test_tokenize_refuses_bad_outputs_before_the_work(tmp_path):
         tokenize_files([a], tmp_path / "missing" / "t.npy", progress=False)
     with pytest.raises(NotADirectoryError, match="names a folder"):
         tokenize_files([a], a, progress=False, val_fraction=0.1)
+    with pytest.raises(ValueError, match="looks like a file name"):  # not a folder called t.npy
+        tokenize_files([a], tmp_path / "t.npy", progress=False, val_fraction=0.1)
+    assert not (tmp_path / "t.npy").exists()
     with pytest.raises(ValueError, match="num_threads must be an int >= 1"):
         tokenize_files([a], tmp_path / "t.npy", num_threads=-2)
     for fraction in (0, 1, 1.5, -0.1, "0.1"):
@@ -453,6 +456,7 @@ def test_cli_tokenize(tmp_path, capsys, enc):
     (["{d}/missing.txt", "--out", "{d}/t.npy"], "no such file"),
     (["{a}", "--out", "{d}/t.npy", "--val-fraction", "1"], "--val-fraction must be"),
     (["{a}", "--out", "{a}", "--val-fraction", "0.5"], "names a folder"),
+    (["{a}", "--out", "{d}/t.bin", "--val-fraction", "0.5"], "looks like a file name"),
 ])
 def test_cli_tokenize_mistakes(tmp_path, capsys, args, message):
     a, bad = tmp_path / "a.txt", tmp_path / "bad.txt"
