@@ -175,3 +175,11 @@ def test_kernel_resumes_where_it_stopped(enc, ref, parts):
         assert enc.encode(text, allowed_special="all") == ref.encode(text, {"<|endoftext|>"})
     finally:
         enc._caches = saved
+
+
+def test_scratch_refuses_a_piece_whose_positions_would_not_fit_32_bits():
+    # the long merge loop keeps positions in int32 (and the heap packs them in 32 bits): a 2 GiB word
+    # is refused by name before any memory is taken, never wrapped
+    assert len(mk.scratch(mk.MAX_PIECE_BYTES // 2**20)) > 0
+    with pytest.raises(ValueError, match="2,147,483,648 bytes"):
+        mk.scratch(mk.MAX_PIECE_BYTES + 1)

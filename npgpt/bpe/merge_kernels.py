@@ -427,8 +427,9 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     occurrences at once (they come out leftmost first) and merged as one sweep, as GPT-2 does; pairs
     that the sweep creates wait in the heap for the next round. Merging makes old items stale; a
     stale item is skipped (its left part is gone, or the pair there is no longer the one pushed).
-    Scratch: `nxt`, `prv` of size >= m; `heap` and `sweep` of size >= 2 * m (m - 1 pairs at the
-    start; each merge pops at least one item and pushes at most two).
+    Scratch: `nxt`, `prv` (int32) of size >= m; `heap` and `sweep` (int32) of size >= 2 * m (m - 1
+    pairs at the start; each merge pops at least one item and pushes at most two). Positions fit 32
+    bits: `scratch` refuses pieces of `MAX_PIECE_BYTES` or more.
     """
     size = 0
     for i in range(m):
@@ -478,29 +479,39 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
 
 
 AHEAD = 16  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
+WORK_PER_BYTE = 5  # int64 words of merge-loop work space per byte of the longest piece (`merge_bytes`)
+MAX_PIECE_BYTES = 2**31 - 1  # the long merge loop keeps positions in 32 bits
 
 
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
-    `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap), then
-    ``5 * AHEAD`` for the encode kernel's ring of pieces scanned ahead."""
-    return np.empty(9 * max(longest, 1) + 5 * AHEAD, np.int64)
+    `merge_bytes` cuts into its work arrays (one argument, so a kernel call stays cheap), then
+    ``5 * AHEAD`` for the encode kernel's ring of pieces scanned ahead. 40 bytes per byte of the
+    piece: a text that is one 20 MB word needs 0.8 GB here (numbers, not a limit anyone chose).
+
+    Raises ValueError for a piece of `MAX_PIECE_BYTES` or more, rather than let positions wrap."""
+    if longest > MAX_PIECE_BYTES:
+        raise ValueError(f"a pre-token of {longest:,} bytes (one word with no space or punctuation) is longer "
+                         f"than the merge loop takes ({MAX_PIECE_BYTES:,} bytes)")
+    return np.empty(WORK_PER_BYTE * max(longest, 1) + 5 * AHEAD, np.int64)
 
 
 @njit(cache=True, nogil=True)
 def merge_bytes(buf, start, end, byte_ids, pairs, work):
     """BPE of ``buf[start:end]`` into ``work[:m]``; return how many ids it wrote.
 
-    `work` comes from ``scratch(n)`` with n at least ``m = end - start``.
+    `work` comes from ``scratch(n)`` with n at least ``m = end - start``. The short loop takes three
+    int64 arrays of m; the long one `parts`, a heap of 2m int64 items, and its links and sweep list
+    as int32 (4m of them in the last 2m words): 5m words either way.
     """
     m = end - start
-    parts, ranks, fresh = work[:m], work[m : 2 * m], work[2 * m : 3 * m]
-    nxt, prv, heap, sweep = work[3 * m : 4 * m], work[4 * m : 5 * m], work[5 * m : 7 * m], work[7 * m : 9 * m]
+    parts = work[:m]
     for i in range(m):
         parts[i] = byte_ids[buf[start + i]]
     if m <= SHORT_PIECE:
-        return _merge_short(parts, m, ranks, fresh, pairs)
-    return _merge_long(parts, m, nxt, prv, heap, sweep, pairs)
+        return _merge_short(parts, m, work[m : 2 * m], work[2 * m : 3 * m], pairs)
+    links = work[3 * m : 5 * m].view(np.int32)
+    return _merge_long(parts, m, links[:m], links[m : 2 * m], work[m : 3 * m], links[2 * m : 4 * m], pairs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,8 +637,9 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     """
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
-    longest = (work.shape[0] - 5 * AHEAD) // 9
-    ring = work[9 * longest : 9 * longest + 5 * AHEAD]  # (start, end, home slot, words) of the pieces ahead
+    longest = (work.shape[0] - 5 * AHEAD) // WORK_PER_BYTE
+    # (start, end, home slot, words) of the pieces ahead
+    ring = work[WORK_PER_BYTE * longest : WORK_PER_BYTE * longest + 5 * AHEAD]
     slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
