@@ -69,15 +69,20 @@ def _grow(a, size):
     while n < size:
         n *= 2
     out = np.empty(n, a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):  # a loop, not ``out[:len(a)] = a``: see `_resize`
+        out[i] = a[i]
     return out
 
 
 @njit(cache=True, nogil=True)
 def _resize(a, size):
-    """`a` copied into an array of `size` entries (the tail is unset)."""
+    """`a` copied into an array of `size` entries (the tail is unset).
+
+    Copies in a loop: a slice assignment makes numba compile its shape check, whose error message
+    pulls in its string formatting: seconds of the trainer's first compile, for every dtype."""
     out = np.empty(size, a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):
+        out[i] = a[i]
     return out
 
 
@@ -168,20 +173,23 @@ def _ends_in_space(buf, a, b, classes):
 
 
 @njit(**NO_REFCOUNT)
-def _count_run(words, buf, p, end, limit, classes, cut, prev_end):
-    """Count the pieces of ``buf[p:end]`` that end before `limit`, while `words` has room.
+def _count_run(words, buf, p, end, limit, classes, cut, prev_end, delta):
+    """Add `delta` to the count of each piece of ``buf[p:end]`` that ends before `limit`, while `words`
+    has room (taking counts back, ``delta = -1``, needs none: those pieces were counted).
 
     Tracks the last safe cut: the end of a piece that ends in a non-space character and is followed
     by a piece that ends before `limit` (`prev_end`: the previous piece's end if it ends in a non-space,
     else -1). Returns (where it stopped, cut, prev_end, whether it stopped for want of room).
+    The one loop for counting and taking back: each copy of the scanner that numba inlines costs
+    about 4 s of the first compile.
     """
     while p < end:
         q = piece_end(buf, p, end, classes)
         if q >= limit:
             return p, cut, prev_end, False
-        if not _has_room(words, q - p):
+        if delta > 0 and not _has_room(words, q - p):
             return p, cut, prev_end, True
-        _add_word(words, buf, p, q, 1)
+        _add_word(words, buf, p, q, delta)
         if prev_end >= 0:
             cut = prev_end
         prev_end = -1 if _ends_in_space(buf, p, q, classes) else q
@@ -203,19 +211,15 @@ def count_pieces(words, buf, seg_starts, seg_ends, classes, limit, final):
     for i in range(n_seg):
         start, end = seg_starts[i], seg_ends[i]
         last = i == n_seg - 1 and not final
-        p, cut, prev_end = start, start, -1
+        p, cut, prev_end = start, start, np.int64(-1)  # not a literal -1: numba would compile `_count_run` twice
         while True:
             p, cut, prev_end, full = _count_run(words, buf, p, end, limit if last else end + 1, classes, cut,
-                                                prev_end)
+                                                prev_end, np.int64(1))
             if not full:
                 break
-            words = _make_room(words, 1, end - p)
+            words = _make_room(words, np.int64(1), end - p)  # (np.int64: one compiled `_make_room`, not two)
         if last:  # the pieces counted after the cut are counted again with the next text: take them back
-            r = cut
-            while r < p:
-                q = piece_end(buf, r, end, classes)
-                _add_word(words, buf, r, q, -1)  # counted above, so found: needs no room
-                r = q
+            _count_run(words, buf, cut, end, p + 1, classes, cut, prev_end, np.int64(-1))  # (those ending by p)
             return words, cut
     return words, buf.shape[0]
 
@@ -356,8 +360,8 @@ def _room_for_pairs(pairs, n, extra):
     while cap < n_pairs + extra:
         cap *= 2
     key_count = np.empty((cap, 2), np.int64)
-    key_count[:n_pairs, 0] = pairs.key[:n_pairs]
-    key_count[:n_pairs, 1] = pairs.count[:n_pairs]
+    for p in range(n_pairs):  # (loops, not slice assignments: see `_resize`)
+        key_count[p, 0], key_count[p, 1] = pairs.key[p], pairs.count[p]
     grown = Pairs(key_count[:, 0], key_count[:, 1], _grow(pairs.head, cap), _grow(pairs.merged, cap),
                   _grow(pairs.mark, cap), _grow(pairs.touched, cap), np.full(2 * cap, -1, np.int32))
     for p in range(n_pairs):  # rehash: slot numbers depend on the table size
@@ -556,8 +560,10 @@ def _token_for(tokens, n, a, b):
             while index[2 * s] != -1:
                 s = (s + 1) & mask
             index[2 * s], index[2 * s + 1] = np.int64(h >> np.uint64(1)), t
-    pool[start : start + la] = pool[off[a] : off[a + 1]]
-    pool[start + la : start + la + lb] = pool[off[b] : off[b + 1]]
+    for i in range(la):  # (loops, not slice assignments: see `_resize`)
+        pool[start + i] = pool[off[a] + i]
+    for i in range(lb):
+        pool[start + la + i] = pool[off[b] + i]
     h = hash_bytes(pool, start, start + la + lb)
     key = np.int64(h >> np.uint64(1))  # non-negative, never the empty mark
     mask = index.shape[0] // 2 - 1
