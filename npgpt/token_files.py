@@ -132,11 +132,15 @@ def _int_dtype(dtype: Any, where: str = "") -> np.dtype:
 def _format_of(path: Path, format: str | None) -> Format:
     if format is None:
         return "bin" if path.suffix == ".bin" else "npy"
-    if format == "npy":
-        return "npy"
-    if format == "bin":
-        return "bin"
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    # A name that says the other format is a slip: raw ids in t.npy make np.load fail ("pickled data"),
+    # and the .npy header at the start of train.bin reads as wrong ids in nanoGPT.
+    other = {"npy": ".bin", "bin": ".npy"}[format]
+    if path.suffix.lower() == other:
+        raise ValueError(f"format {format!r} does not go with the name {path.name} (a {other} file): "
+                         f"name it {path.with_suffix('.' + format).name}, or leave the format to the name")
+    return "npy" if format == "npy" else "bin"
 
 
 def _check_output(path: Path) -> None:
@@ -622,7 +626,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         fmt = _format_of(out, format)
         outputs = [out]
     else:
-        fmt = _format_of(Path("x.npy"), format)
+        fmt = _format_of(Path("x"), format)  # (the folder's name says nothing of the format)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"with a validation split, out names a folder; {out} is a file")
         if not out.exists() and out.suffix.lower() in (".npy", ".bin", ".tok"):  # a slip, not a folder wanted

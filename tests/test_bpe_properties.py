@@ -55,13 +55,20 @@ def test_batches_cut_in_chunks_equal_serial(enc, docs, threads, min_chunk, speci
 
 
 @given(st.lists(st.one_of(texts, st.text(max_size=60), st.sampled_from(["<|endoftext|>", "<|endoftext", "a\ud800b"])),
-                max_size=8).map("".join), st.integers(1, 64), st.integers(1, 3), st.booleans())
-@example(text="ж<|endoftext|>", long_text=1, threads=2, special=False)
-@example(text="\ud83d\ude00 \ud800", long_text=1, threads=2, special=False)
-def test_long_text_path_equals_short(enc, text, long_text, threads, special):
+                max_size=8).map("".join), st.integers(1, 64), st.integers(1, 3), st.booleans(),
+       st.sampled_from(["all", (), {""}, {"\ud83d"}, {"\ud83d\ude00", "<|endoftext|>"}, {"😀"}, {"a", "é"}]))
+@example(text="ж<|endoftext|>", long_text=1, threads=2, special=False, disallowed="all")
+@example(text="\ud83d\ude00 \ud800", long_text=1, threads=2, special=False, disallowed="all")
+# tokens the bytes cannot show: "" is in every text (refused, as by `in` and tiktoken), and a surrogate
+# has no UTF-8 (found in the str, or not at all: the long path raised UnicodeEncodeError on every text)
+@example(text="hello", long_text=1, threads=1, special=False, disallowed={""})
+@example(text="hello", long_text=1, threads=1, special=False, disallowed={"\ud83d"})
+@example(text="a\ud83d\ude00b", long_text=1, threads=2, special=False, disallowed={"\ud83d"})
+@example(text="a\ud83d\ude00b", long_text=1, threads=2, special=False, disallowed={"😀"})
+def test_long_text_path_equals_short(enc, text, long_text, threads, special, disallowed):
     # `_long_utf8` (the kernels' UTF-8 and special-token search, no GIL) against `str.encode` and `in`:
     # the same ids, the same error, whatever the text, surrogates and special tokens included
-    sets = {"allowed_special": "all"} if special else {}
+    sets = {"allowed_special": "all"} if special else {"disallowed_special": disallowed}
 
     def run(limit):
         with mock.patch("npgpt.bpe.encoding._LONG_TEXT", limit), mock.patch("npgpt.bpe.encoding._MIN_CHUNK", 2):

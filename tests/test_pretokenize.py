@@ -90,6 +90,26 @@ def test_chunk_text_refuses_a_disallowed_special_token_and_bad_arguments():
         list(chunk_text([b"abc"]))
 
 
+def test_chunk_text_names_the_disallowed_token_encode_names():
+    # encode names the longest token at the first place: chunk_text named "<|e", the part of
+    # "<|endoftext|>" it had seen, whenever the stream was cut there
+    tokens = frozenset({"<|e", "<|endoftext|>"})
+    for pieces in (["ab <|e", "ndoftext|> c"], list("ab <|endoftext|> c")):
+        with pytest.raises(ValueError, match=re.escape("disallowed special token '<|endoftext|>'")):
+            list(chunk_text(pieces, disallowed_special=tokens, chunk_chars=1))
+
+
+def test_chunk_text_sees_a_disallowed_token_overlapping_an_allowed_one():
+    # A cut right after an allowed special token may leave fewer characters than the longest special
+    # token; "y!" began before that cut, in "x<|aaaa|>y", and chunk_text let the stream through.
+    allowed, disallowed = frozenset({"x<|aaaa|>y"}), frozenset({"y!"})
+    with pytest.raises(ValueError, match=re.escape("disallowed special token 'y!'")):
+        list(chunk_text(["hello x<|aaaa|>y", "!"], allowed_special=allowed, disallowed_special=disallowed,
+                        chunk_chars=1))
+    assert "".join(chunk_text(["hello x<|aaaa|>y", "?"], allowed_special=allowed, disallowed_special=disallowed,
+                              chunk_chars=1)) == "hello x<|aaaa|>y?"
+
+
 def test_fix_surrogates_and_utf8():
     assert pretokenize.fix_surrogates("\ud83d\ude00") == "😀"
     assert pretokenize.to_utf8("a\ud800") == "a\ufffd".encode()

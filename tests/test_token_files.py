@@ -1,6 +1,7 @@
 """Token files (npgpt.token_files): .npy and nanoGPT's .bin, the old header, atomic writes, tokenize_files."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -403,6 +404,15 @@ def test_tokenize_refuses_bad_outputs_before_the_work(tmp_path):
             tokenize_files([a], tmp_path / "t.npy", val_fraction=fraction)
     with pytest.raises(ValueError, match="format must be one of npy, bin"):
         tokenize_files([a], tmp_path / "t.npy", format="npgpt")
+    # a name that says the other format: raw ids in t.npy (np.load: "pickled data"), a header in train.bin
+    with pytest.raises(ValueError, match=re.escape("format 'bin' does not go with the name t.npy")):
+        tokenize_files([a], tmp_path / "t.npy", format="bin", progress=False)
+    with pytest.raises(ValueError, match=re.escape("format 'npy' does not go with the name train.BIN")):
+        write_tokens(tmp_path / "train.BIN", [1, 2], format="npy")
+    assert not (tmp_path / "t.npy").exists() and not (tmp_path / "train.BIN").exists()
+    raw = write_tokens(tmp_path / "raw", [1, 2], format="bin")  # a name that says nothing: the format decides
+    assert TokenFile(raw, np.uint16).tokens.tolist() == [1, 2]
+    raw.unlink()
     with pytest.raises(FileNotFoundError, match="no such file"):
         tokenize_files([tmp_path / "nope.txt"], tmp_path / "t.npy")
 
@@ -457,6 +467,7 @@ def test_cli_tokenize(tmp_path, capsys, enc):
     (["{a}", "--out", "{d}/t.npy", "--val-fraction", "1"], "--val-fraction must be"),
     (["{a}", "--out", "{a}", "--val-fraction", "0.5"], "names a folder"),
     (["{a}", "--out", "{d}/t.bin", "--val-fraction", "0.5"], "looks like a file name"),
+    (["{a}", "--out", "{d}/t.npy", "--format", "bin"], "does not go with the name t.npy"),
 ])
 def test_cli_tokenize_mistakes(tmp_path, capsys, args, message):
     a, bad = tmp_path / "a.txt", tmp_path / "bad.txt"

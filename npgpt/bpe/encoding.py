@@ -423,8 +423,16 @@ class Encoding:
             buf = to_utf8(text)
         arr = np.frombuffer(buf, np.uint8)
         for token in disallowed:
-            if utf8.find_bytes(arr, np.frombuffer(token.encode("utf-8"), np.uint8), 0) >= 0:
+            # Two kinds of token cannot be looked for in the bytes, and take Python's search on the str, as
+            # on a short text: "" (in every text, says `in`, and tiktoken refuses every text) and one with
+            # a surrogate (it has no UTF-8 form, and the bytes may hold the text repaired).
+            try:
+                needle = np.frombuffer(token.encode("utf-8"), np.uint8)
+            except UnicodeEncodeError:
+                needle = arr[:0]
+            if not len(needle) or utf8.find_bytes(arr, needle, 0) >= 0:
                 check_disallowed(text, disallowed)  # raises, naming the special token the text has first
+                break  # (it searched for every token: the bytes held one only once repaired)
         return buf
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:

@@ -96,8 +96,13 @@ def special_token_regex_bytes(tokens: frozenset[str]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(t.encode("utf-8")) for t in ordered))
 
 
-def check_disallowed(text: str, disallowed: frozenset[str]) -> None:
-    """Raise ValueError, as tiktoken does, when `text` contains one of the `disallowed` special tokens."""
+def check_disallowed(text: str, disallowed: frozenset[str], before: int | None = None) -> None:
+    """Raise ValueError, as tiktoken does, when `text` contains one of the `disallowed` special tokens.
+
+    With `before`, only for the first one found when it starts before that offset: `text` is the start
+    of a stream, and one found later may be the start of a longer one (``<|end`` of ``<|endoftext|>``),
+    which is the one to name.
+    """
     # `in` is a fast substring search; the regex runs only to report the first offender. (A plain
     # loop: this runs on every encode call, and a generator in any() costs more than the search.)
     for t in disallowed:
@@ -106,6 +111,8 @@ def check_disallowed(text: str, disallowed: frozenset[str]) -> None:
     else:
         return
     found = special_token_regex(disallowed).search(text)
+    if before is not None and found is not None and found.start() >= before:
+        return
     token = found.group() if found else next(t for t in disallowed if t in text)
     raise ValueError(
         f"Encountered text corresponding to disallowed special token {token!r}.\n"
@@ -367,6 +374,10 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
     buffered: list[str] = []
     size = 0
     ready = chunk_chars  # characters buffered before the next try at a cut
+    # The last `hold` characters of the chunks yielded: a cut right after an allowed special token may
+    # leave fewer than `hold` characters after it, and a disallowed token overlapping that special token
+    # starts before the cut (as `encode` checks the whole text first, it must be seen).
+    seen = ""
     for piece in texts:
         if not isinstance(piece, str):
             raise TypeError(f"expected str pieces of text, got {type(piece).__name__}")
@@ -375,17 +386,19 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
         if size < ready:
             continue
         text = "".join(buffered)
-        if disallowed_special:
-            check_disallowed(text, disallowed_special)
+        if disallowed_special:  # (raising only where any special token fits whole: the first one found
+            # near the end may be the start of a longer one)
+            check_disallowed(seen + text, disallowed_special, len(seen) + len(text) - hold)
         cut = safe_cut(text, len(text) - hold, pattern, allowed_special)
         if cut:
             yield text[:cut]
+            seen = (seen + text[:cut])[-hold:] if cut < hold else text[cut - hold : cut]
         buffered, size = [text[cut:]], len(text) - cut
         # No cut: try again when the text has doubled, not at every piece, or a stream with no place to
         # cut would be searched again and again from its start (quadratic: minutes for a few MB).
         ready = chunk_chars if cut else 2 * size
     text = "".join(buffered)
     if disallowed_special:
-        check_disallowed(text, disallowed_special)
+        check_disallowed(seen + text, disallowed_special)
     if text:
         yield text
