@@ -74,6 +74,7 @@ _utf8 = None
 #: Characters from which a text's UTF-8 is made without the GIL (`Encoding._long_utf8`); below, a kernel
 #: call's fixed cost (~1 us) is more than the GIL time it saves.
 _LONG_TEXT = 1 << 16
+UTF8 = bytes | memoryview  # a text's UTF-8: bytes, or a read-only view of bytes a kernel made (`Encoding._batch_rows`)
 _WHOLE_TEXT = np.array([[0, 2**62, -1]], np.int64)  # one ordinary row, ending with the text
 _WHOLE_TEXT.flags.writeable = False
 _MIN_CHUNK = 1 << 16  # bytes: the least `encode_batch_to_numpy` hands a thread (a kernel call costs ~10 us of Python)
@@ -331,7 +332,7 @@ class Encoding:
         rows.append((start, len(buf), -1))
         return np.array(rows, np.int64)
 
-    def _run_kernel(self, buf: bytes, segments: np.ndarray, scan: bool) -> np.ndarray:
+    def _run_kernel(self, buf: UTF8, segments: np.ndarray, scan: bool) -> np.ndarray:
         """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`): the ids,
         of `token_dtype`, as a view of a buffer that may be larger than they are."""
         merge = _merge()
@@ -382,18 +383,14 @@ class Encoding:
                 ids += got
         return np.array(ids, self.token_dtype)
 
-    def _text_rows(self, text: str, allowed: frozenset, disallowed: frozenset,
-                   threads: bool = False) -> tuple[bytes | memoryview, np.ndarray]:
+    def _text_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[bytes, np.ndarray]:
         """What every encode path starts from: the UTF-8 bytes of `text` (checked for disallowed special
-        tokens) and its rows ``(start, end, special_id)`` (see `_segments`).
-
-        A long text (GPT-2's pattern, no special token allowed) is searched for the disallowed ones by a
-        kernel that releases the GIL (`_long_utf8`); with `threads` (the batch methods), its UTF-8 is
-        made by one too.
-        """
+        tokens) and its rows ``(start, end, special_id)`` (see `_segments`)."""
         text = _check_text(text)
         if len(text) >= _LONG_TEXT and self._scanned and not allowed:
-            return self._long_utf8(text, disallowed, threads), _WHOLE_TEXT
+            buf = to_utf8(text)
+            self._refuse_disallowed(text, np.frombuffer(buf, np.uint8), disallowed)
+            return buf, _WHOLE_TEXT
         if disallowed:
             check_disallowed(text, disallowed)
         buf = to_utf8(text)
@@ -401,27 +398,29 @@ class Encoding:
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
         return buf, self._segments(buf, allowed) if allowed else _WHOLE_TEXT
 
-    @staticmethod
-    def _long_utf8(text: str, disallowed: frozenset, threads: bool) -> bytes | memoryview:
-        """`_text_rows` for a long text, with less of the GIL: ``token in text`` holds it, and so does
-        ``str.encode``, about a fifth of a kernel pass between them, while other threads wait to start
-        their kernels. `npgpt.bpe.utf8_kernels.find_bytes` searches the UTF-8 bytes without it (2.5x as
-        fast as ``in``). With `threads`, `npgpt.bpe.utf8_kernels.utf8_of_str` makes them without it too
-        (``str.encode`` is as fast on one thread, and much faster on ASCII, which CPython stores as its UTF-8).
+    def _batch_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[UTF8, np.ndarray]:
+        """`_text_rows` for `encode_batch_to_numpy`, with less of the GIL: the UTF-8 of a long text is made
+        by `npgpt.bpe.utf8_kernels.utf8_of_str`, which releases it (``str.encode`` holds it; it is as fast
+        on one thread, and much faster on ASCII, which CPython stores as its UTF-8, so ASCII keeps it).
 
-        Returns bytes, or a read-only memoryview of the kernel's bytes (indexing it gives ints, as bytes
-        does; read-only, so that the encode kernel is not compiled a second time for a writable array).
+        The bytes come as a read-only memoryview of the kernel's array: indexing it gives ints, as bytes
+        does, and read-only, so that the encode kernel sees the array type it always sees (a writable one
+        would compile it a second time).
         """
+        if len(text) >= _LONG_TEXT and self._scanned and not allowed and isinstance(text, str) and not text.isascii():
+            arr, n = _utf8_kernels().utf8_of_str(text)
+            if n >= 0:  # (n < 0: a surrogate; `_text_rows` repairs it as tiktoken does, in Python)
+                self._refuse_disallowed(text, arr[:n], disallowed)
+                return memoryview(arr[:n]).toreadonly(), _WHOLE_TEXT
+        return self._text_rows(text, allowed, disallowed)
+
+    @staticmethod
+    def _refuse_disallowed(text: str, buf: np.ndarray, disallowed: frozenset) -> None:
+        """`check_disallowed` for a long text, searching its UTF-8 bytes `buf` with a kernel that releases
+        the GIL (`npgpt.bpe.utf8_kernels.find_bytes`, 2.5x as fast as ``token in text``, which holds it:
+        on two threads, the other waits to start its kernel). UTF-8 is self-synchronising, so a token's
+        bytes occur in the text's bytes exactly where the token occurs in the text."""
         utf8 = _utf8_kernels()
-        buf: bytes | memoryview
-        n = -1
-        if threads and not text.isascii():
-            arr, n = utf8.utf8_of_str(text)
-            if n >= 0:
-                buf = memoryview(arr[:n]).toreadonly()
-        if n < 0:  # (a surrogate in the text: tiktoken's repair, `to_utf8`, in Python)
-            buf = to_utf8(text)
-        arr = np.frombuffer(buf, np.uint8)
         for token in disallowed:
             # Two kinds of token cannot be looked for in the bytes, and take Python's search on the str, as
             # on a short text: "" (in every text, says `in`, and tiktoken refuses every text) and one with
@@ -429,11 +428,10 @@ class Encoding:
             try:
                 needle = np.frombuffer(token.encode("utf-8"), np.uint8)
             except UnicodeEncodeError:
-                needle = arr[:0]
-            if not len(needle) or utf8.find_bytes(arr, needle, 0) >= 0:
+                needle = buf[:0]
+            if not len(needle) or utf8.find_bytes(buf, needle, 0) >= 0:
                 check_disallowed(text, disallowed)  # raises, naming the special token the text has first
                 break  # (it searched for every token: the bytes held one only once repaired)
-        return buf
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         buf, segments = self._text_rows(text, allowed, disallowed)
@@ -698,7 +696,7 @@ class Encoding:
         return list(items)
 
     @staticmethod
-    def _chunks(buf: bytes, rows: np.ndarray, later: int, num_threads: int) -> Iterator[np.ndarray]:
+    def _chunks(buf: UTF8, rows: np.ndarray, later: int, num_threads: int) -> Iterator[np.ndarray]:
         """`rows` of `buf` in groups of about ``max(_MIN_CHUNK, work left / (2 * num_threads))`` bytes,
         an ordinary row cut where encoding can be cut (`npgpt.bpe.pretokenize.safe_cut_utf8`). The work
         left is this text's bytes not yet given out plus `later`, the length of the texts after it."""
@@ -729,7 +727,7 @@ class Encoding:
             yield np.array(chunk, np.int64)
 
     @staticmethod
-    def _cut(buf: bytes, start: int, limit: int, end: int) -> int:
+    def _cut(buf: UTF8, start: int, limit: int, end: int) -> int:
         """`npgpt.bpe.pretokenize.safe_cut_utf8` of the row ``buf[start:end]`` at `limit`, looking no
         further than a few bytes past `limit` (a cut safe whatever follows them is safe in the row):
         when the local rule finds nothing, the scanner then reads the chunk, not the rest of the text."""
@@ -738,7 +736,7 @@ class Encoding:
             stop += 1
         return pretokenize.safe_cut_utf8(buf, limit, start, stop)
 
-    def _encode_rows(self, buf: bytes, rows: np.ndarray) -> np.ndarray:
+    def _encode_rows(self, buf: UTF8, rows: np.ndarray) -> np.ndarray:
         """One kernel call on the rows of `buf`: the ids of a chunk. The kernel reads only
         ``buf[rows[0, 0]:rows[-1, 1]]``, so only that is passed, as a view (copying the bytes costs
         more than one would think: fresh pages) and so that the output buffer, one id per byte, is
@@ -746,7 +744,7 @@ class Encoding:
         first, last = int(rows[0, 0]), int(rows[-1, 1])
         if first or last < len(buf):
             view = memoryview(buf)[first:last]
-            return self._run_kernel(view, rows - np.array([first, first, 0], np.int64), True)  # type: ignore[arg-type]
+            return self._run_kernel(view, rows - np.array([first, first, 0], np.int64), True)
         return self._run_kernel(buf, rows, True)
 
     @staticmethod
@@ -1001,7 +999,7 @@ class _Batch:
         self.later = [0] * len(texts)  # characters in the texts after each one (for chunk sizes only)
         for i in range(len(texts) - 2, -1, -1):
             self.later[i] = self.later[i + 1] + len(texts[i + 1])
-        self.bufs: list[bytes] = [b""] * len(texts)
+        self.bufs: list[UTF8] = [b""] * len(texts)
         self.parts: list[list[np.ndarray]] = [[] for _ in texts]  # each text's ids, chunk by chunk
         self.todo = [0] * len(texts)  # each text's chunks not yet encoded
         self.results: list[np.ndarray] = [np.zeros(0, enc.token_dtype)] * len(texts)
@@ -1071,7 +1069,7 @@ class _Batch:
 
     def _prepare(self, i: int) -> tuple[int, int, np.ndarray]:
         """Cut text `i` into chunks; queue all but the first, which is returned for this thread."""
-        buf, rows = self.enc._text_rows(self.texts[i], self.allowed, self.disallowed, threads=True)
+        buf, rows = self.enc._batch_rows(self.texts[i], self.allowed, self.disallowed)
         chunks = list(Encoding._chunks(buf, rows, self.later[i], self.threads))
         self.bufs[i] = buf
         self.parts[i] = [self.results[i]] * len(chunks)

@@ -269,7 +269,7 @@ def _class_bytes() -> bytes:
     return char_classes().tobytes()
 
 
-def _code_point(buf: bytes, p: int) -> int:
+def _code_point(buf: bytes | memoryview, p: int) -> int:
     """The code point of the character that starts at ``buf[p]`` (valid UTF-8)."""
     b = buf[p]
     if b < 0x80:
@@ -281,7 +281,7 @@ def _code_point(buf: bytes, p: int) -> int:
     return ((b & 0x07) << 18) | ((buf[p + 1] & 0x3F) << 12) | ((buf[p + 2] & 0x3F) << 6) | (buf[p + 3] & 0x3F)
 
 
-def _char_start(buf: bytes, i: int, lowest: int = 0) -> int:
+def _char_start(buf: bytes | memoryview, i: int, lowest: int = 0) -> int:
     """Where the character that ends at byte offset `i` starts (UTF-8 continuation bytes are 10xxxxxx)."""
     i -= 1
     while i > lowest and buf[i] & 0xC0 == 0x80:
@@ -289,7 +289,7 @@ def _char_start(buf: bytes, i: int, lowest: int = 0) -> int:
     return i
 
 
-def safe_cut_utf8(buf: bytes, limit: int, start: int = 0, end: int | None = None) -> int:
+def safe_cut_utf8(buf: bytes | memoryview, limit: int, start: int = 0, end: int | None = None) -> int:
     """`safe_cut` for GPT-2's pattern on UTF-8 bytes: a byte offset in ``(start, limit]`` where
     ``buf[start:end]`` may be cut so that the two halves encode apart whatever follows `end`; 0 when
     there is none.
@@ -330,7 +330,7 @@ def safe_cut_utf8(buf: bytes, limit: int, start: int = 0, end: int | None = None
     return _cut_after_pieces_utf8(buf, start, end, limit)
 
 
-def _cut_after_pieces_utf8(buf: bytes, start: int, end: int, limit: int) -> int:
+def _cut_after_pieces_utf8(buf: bytes | memoryview, start: int, end: int, limit: int) -> int:
     """`_cut_after_pieces` on bytes: scan ``buf[start:end]`` and cut after the last piece that ends in a
     non-space and is followed by a whole piece ending by `limit` (< `end`). Only the scanner's last two
     pieces can differ from the whole text's (a contraction needs two bytes of look-ahead), and both
