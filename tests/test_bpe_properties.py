@@ -119,6 +119,41 @@ def test_encode_iterable_equals_encode(enc, text, sizes, with_special, chunk_cha
     assert got == enc.encode(text, allowed_special="all")
 
 
+# Special tokens that meet: a prefix of another ("<|e" of "<|endoftext|>"), one overlapping another's
+# end ("y!" after "x<|aaaa|>y"), non-ASCII ones; streams cut anywhere.
+_MANY_SPECIALS = ["<|endoftext|>", "<|e", "<|end|>", "x<|aaaaaaaaaaaaa|>y", "y!", "«spé»", "😀tok"]
+_stream_parts = st.lists(st.sampled_from([*_MANY_SPECIALS, "a", " ", "\n", "é", "字", "'s", "1", ",", "<|", "|>",
+                                          "ndoftext", "tok", "\ud800"]), max_size=30).map("".join)
+
+
+@pytest.fixture(scope="module")
+def many_specials(enc):
+    return Encoding(enc.vocab, enc.merges, special_tokens=_MANY_SPECIALS)
+
+
+@given(_stream_parts, st.lists(st.integers(1, 9), min_size=1, max_size=10), st.integers(1, 16),
+       st.sampled_from([{}, {"allowed_special": "all"}, {"disallowed_special": ()},
+                        {"allowed_special": {"x<|aaaaaaaaaaaaa|>y"}}, {"allowed_special": {"<|e", "y!"}}]))
+@example(text="ab <|endoftext|> c", sizes=[1], chunk_chars=1, sets={})  # named "<|e", seen first
+@example(text="hello x<|aaaaaaaaaaaaa|>y!", sizes=[25, 1], chunk_chars=1,  # "y!" overlaps the allowed one
+         sets={"allowed_special": {"x<|aaaaaaaaaaaaa|>y"}})
+def test_encode_iterable_equals_encode_with_many_special_tokens(many_specials, text, sizes, chunk_chars, sets):
+    chunks, i = [], 0
+    while i < len(text):
+        n = sizes[len(chunks) % len(sizes)]
+        chunks.append(text[i : i + n])
+        i += n
+
+    def run(encode):
+        try:
+            return encode()
+        except ValueError as e:  # the same error too, naming the same special token
+            return str(e)
+
+    assert run(lambda: list(many_specials.encode_iterable(chunks, chunk_chars=chunk_chars, **sets))) == \
+        run(lambda: many_specials.encode(text, **sets))
+
+
 @given(texts)
 def test_equals_reference_encoder(enc, ref, text):
     assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
