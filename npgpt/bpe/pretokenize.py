@@ -208,10 +208,15 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
 
     start = 0
     if allowed_special:  # never cut inside a special token: only after the last one that starts in time
-        for m in special_token_regex(allowed_special).finditer(text):
-            if m.start() >= limit:
+        # (found as encoding finds them, in the repaired text: "😀" may come as a pair of surrogates)
+        found, at = text, None
+        if not text.isascii() and _SURROGATE.search(text):
+            found, at = fix_surrogates(text), _repaired_offsets(text)
+        for m in special_token_regex(allowed_special).finditer(found):
+            begin, end = (m.start(), m.end()) if at is None else (int(at[m.start()]), int(at[m.end()]))
+            if begin >= limit:
                 break
-            start = m.end()
+            start = end
     limit = min(limit, len(text) - 1)  # Y, and the character after a space, must be known
     if pattern == GPT2_PATTERN:
         classes = char_classes()
@@ -392,7 +397,8 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
     """
     if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
         raise ValueError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
-    hold = max(map(len, allowed_special | disallowed_special), default=1) - 1
+    # (in code points: a character past U+FFFF may come as a surrogate pair, two of them)
+    hold = max((len(t) + sum(c > "\uffff" for c in t) for t in allowed_special | disallowed_special), default=1) - 1
     buffered: list[str] = []
     size = 0
     ready = chunk_chars  # characters buffered before the next try at a cut
