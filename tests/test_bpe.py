@@ -366,6 +366,8 @@ def test_special_token_ids_must_be_their_own():
         Encoding(vocab, merges, ["ab"])
     with pytest.raises(TypeError, match="not the str"):
         Encoding(vocab, merges, "<|endoftext|>")
+    with pytest.raises(ValueError, match=re.escape(r"special token '<|x\ud800|>' is not text: '\ud800' at 3")):
+        Encoding(vocab, merges, ["<|x\ud800|>"])  # (was UnicodeEncodeError, naming no special token)
 
 
 def test_a_token_no_merge_makes_is_refused():
