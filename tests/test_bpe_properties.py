@@ -158,6 +158,26 @@ def test_encode_iterable_equals_encode_with_many_special_tokens(many_specials, t
         run(lambda: many_specials.encode(text, **sets))
 
 
+@pytest.mark.parametrize("fill", ["a ", "é ", "ж ", "😀 "])  # each storage width of CPython's str
+def test_long_text_path_equals_short_with_many_special_tokens(many_specials, fill):
+    # Past _LONG_TEXT characters the special tokens are searched in the UTF-8 bytes (`_long_utf8`): the
+    # same ids and the same error as `in` on the str, whichever token comes first, at either end or
+    # across 65,536, whatever the width, with the shorter of two tokens at the same place or not.
+    body = fill * (1 << 15)
+    for token in [*_MANY_SPECIALS, "<|endoftext|", "\ud83d\ude00tok", "<|e" + "\ud800"]:
+        for text in (token + body, body + token, body[: (1 << 16) - 3] + token + body[(1 << 16) - 3 :]):
+            for sets in ({}, {"disallowed_special": ()}, {"disallowed_special": {"<|e", "y!"}}):
+                def run(limit, text=text, sets=sets):
+                    with mock.patch("npgpt.bpe.encoding._LONG_TEXT", limit):
+                        try:
+                            batch = many_specials.encode_batch_to_numpy([text, "x"], num_threads=2, **sets)
+                            return many_specials.encode_to_numpy(text, **sets).tolist(), batch[0].tolist()
+                        except ValueError as e:
+                            return str(e)
+
+                assert run(1 << 16) == run(2**62), (token, sets)
+
+
 @given(texts)
 def test_equals_reference_encoder(enc, ref, text):
     assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
