@@ -46,6 +46,17 @@ class UserError(Exception):
     """A mistake in how the command was called: reported in one line, exit status 2."""
 
 
+def _utf8_arg(what: str, value: str) -> str:
+    """`value`, an argument, when it is UTF-8 text: the shell hands Python bytes, and those that are not
+    UTF-8 arrive as lone surrogates (PEP 383), which encoding would silently make U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = value[e.start].encode("utf-8", "surrogateescape")[0]
+        raise UserError(f"{what} is not UTF-8 text (byte 0x{byte:02x} at character {e.start})") from None
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake in the options is one line (and exit status 2), like every other."""
 
@@ -152,7 +163,7 @@ def cmd_encode(args) -> None:
     if args.text is not None and args.file is not None:
         raise UserError("give either TEXT or --file, not both")
     if args.text is not None:
-        text = args.text
+        text = _utf8_arg("TEXT", args.text)
     else:
         text = _read_text(args.file or "-")[1]
     enc = _encoding(args)
@@ -184,7 +195,7 @@ def cmd_train(args) -> None:
             raise UserError(f"{'not a regular file' if Path(f).exists() else 'no such file'}: {f}")
     specials = args.special or ["<|endoftext|>"]
     for s in specials:
-        if not s or len(s.encode("utf-8")) == 1:
+        if not s or len(_utf8_arg(f"--special {s!r}", s).encode("utf-8")) == 1:
             raise UserError(f"--special {s!r}: a special token must be text that no byte token already is")
     if args.vocab_size < 256 + len(specials):
         raise UserError(f"--vocab-size {args.vocab_size} is too small: the 256 byte tokens and the special "
@@ -274,7 +285,7 @@ def _token_texts(enc: npgpt.Encoding, ids: list[int]) -> list[str]:
 def cmd_show(args) -> None:
     import html as html_lib
 
-    text = args.text if args.text is not None else _read_text(args.file or "-")[1]
+    text = _utf8_arg("TEXT", args.text) if args.text is not None else _read_text(args.file or "-")[1]
     enc = _encoding(args)
     ids = enc.encode(text, allowed_special="all" if args.allow_special else frozenset(), disallowed_special=())
     parts = _token_texts(enc, ids)

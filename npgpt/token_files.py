@@ -202,6 +202,8 @@ class TokenWriter:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except PermissionError:
             raise PermissionError(f"cannot write {self.path}: permission denied in {self.path.parent}") from None
+        except OSError as e:  # a read-only file system, ...: named by the file asked for, not our temporary one
+            raise type(e)(f"cannot write {self.path}: {e.strerror or e}") from None
         self._file = os.fdopen(fd, "wb")
         self._file.write(self._header)
 

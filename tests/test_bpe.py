@@ -215,6 +215,16 @@ def test_encode_iterable_matches_whole(enc, text):
         list(enc.encode_iterable(["abc <|endof", "text|> def"], chunk_chars=1))
 
 
+def test_encode_iterable_on_a_surrogate_pair_written_as_two_code_points():
+    # encode repairs the pair into U+1D400, a letter: "x" * 5000 + it + "y" * 5000 is one piece. The
+    # stream was cut before the pair (two "other" code points to the scanner), and a vocabulary that
+    # merges "x" with it gave other ids.
+    enc = npgpt.train_bpe(["x\U0001d400y " * 50], vocab_size=270, progress=False)
+    text = "x" * 5000 + "\ud835\udc00" + "y" * 5000 + " end"
+    pieces = [text[i : i + 100] for i in range(0, len(text), 100)]
+    assert list(enc.encode_iterable(pieces, chunk_chars=4096)) == enc.encode(text)
+
+
 @pytest.mark.parametrize("size", [7, 100, 1000])
 def test_chunk_text_cuts_are_safe(enc, text, size):
     # white space before a word must not end a chunk: "...?\n\n" + "He" (found at size 1000 on the-verdict)
@@ -356,6 +366,8 @@ def test_special_token_ids_must_be_their_own():
         Encoding(vocab, merges, ["ab"])
     with pytest.raises(TypeError, match="not the str"):
         Encoding(vocab, merges, "<|endoftext|>")
+    with pytest.raises(ValueError, match=re.escape(r"special token '<|x\ud800|>' is not text: '\ud800' at 3")):
+        Encoding(vocab, merges, ["<|x\ud800|>"])  # (was UnicodeEncodeError, naming no special token)
 
 
 def test_a_token_no_merge_makes_is_refused():

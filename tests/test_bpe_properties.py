@@ -119,6 +119,65 @@ def test_encode_iterable_equals_encode(enc, text, sizes, with_special, chunk_cha
     assert got == enc.encode(text, allowed_special="all")
 
 
+# Special tokens that meet: a prefix of another ("<|e" of "<|endoftext|>"), one overlapping another's
+# end ("y!" after "x<|aaaa|>y"), non-ASCII ones, ones that come with their "😀" as a surrogate pair (which
+# encoding repairs: they are special tokens then); streams cut anywhere.
+_MANY_SPECIALS = ["<|endoftext|>", "<|e", "<|end|>", "x<|aaaaaaaaaaaaa|>y", "y!", "«spé»", "😀tok", "<x1😀>"]
+_stream_parts = st.lists(st.sampled_from([*_MANY_SPECIALS, "a", " ", "\n", "é", "字", "'s", "1", ",", "<|", "|>",
+                                          "ndoftext", "tok", "\ud800", "\ud83d", "\ude00", "\ud83d\ude00tok",
+                                          "<x1\ud83d\ude00>", "<x1\ud83d"]), max_size=30).map("".join)
+
+
+@pytest.fixture(scope="module")
+def many_specials(enc):
+    return Encoding(enc.vocab, enc.merges, special_tokens=_MANY_SPECIALS)
+
+
+@given(_stream_parts, st.lists(st.integers(1, 9), min_size=1, max_size=10), st.integers(1, 16),
+       st.sampled_from([{}, {"allowed_special": "all"}, {"disallowed_special": ()},
+                        {"allowed_special": {"x<|aaaaaaaaaaaaa|>y"}}, {"allowed_special": {"<|e", "y!"}}]))
+@example(text="ab <|endoftext|> c", sizes=[1], chunk_chars=1, sets={})  # named "<|e", seen first
+@example(text="hello world and more <x1\ud83d\ude00> world more words", sizes=[1], chunk_chars=5,
+         sets={"allowed_special": "all"})  # the special token comes with "😀" as a surrogate pair
+@example(text="hello x<|aaaaaaaaaaaaa|>y!", sizes=[25, 1], chunk_chars=1,  # "y!" overlaps the allowed one
+         sets={"allowed_special": {"x<|aaaaaaaaaaaaa|>y"}})
+def test_encode_iterable_equals_encode_with_many_special_tokens(many_specials, text, sizes, chunk_chars, sets):
+    chunks, i = [], 0
+    while i < len(text):
+        n = sizes[len(chunks) % len(sizes)]
+        chunks.append(text[i : i + n])
+        i += n
+
+    def run(encode):
+        try:
+            return encode()
+        except ValueError as e:  # the same error too, naming the same special token
+            return str(e)
+
+    assert run(lambda: list(many_specials.encode_iterable(chunks, chunk_chars=chunk_chars, **sets))) == \
+        run(lambda: many_specials.encode(text, **sets))
+
+
+@pytest.mark.parametrize("fill", ["a ", "é ", "ж ", "😀 "])  # each storage width of CPython's str
+def test_long_text_path_equals_short_with_many_special_tokens(many_specials, fill):
+    # Past _LONG_TEXT characters the special tokens are searched in the UTF-8 bytes (`_long_utf8`): the
+    # same ids and the same error as `in` on the str, whichever token comes first, at either end or
+    # across 65,536, whatever the width, with the shorter of two tokens at the same place or not.
+    body = fill * (1 << 15)
+    for token in [*_MANY_SPECIALS, "<|endoftext|", "\ud83d\ude00tok", "<|e" + "\ud800"]:
+        for text in (token + body, body + token, body[: (1 << 16) - 3] + token + body[(1 << 16) - 3 :]):
+            for sets in ({}, {"disallowed_special": ()}, {"disallowed_special": {"<|e", "y!"}}):
+                def run(limit, text=text, sets=sets):
+                    with mock.patch("npgpt.bpe.encoding._LONG_TEXT", limit):
+                        try:
+                            batch = many_specials.encode_batch_to_numpy([text, "x"], num_threads=2, **sets)
+                            return many_specials.encode_to_numpy(text, **sets).tolist(), batch[0].tolist()
+                        except ValueError as e:
+                            return str(e)
+
+                assert run(1 << 16) == run(2**62), (token, sets)
+
+
 @given(texts)
 def test_equals_reference_encoder(enc, ref, text):
     assert enc.encode_ordinary(text) == ref.encode_ordinary(text)

@@ -171,6 +171,11 @@ BAD_CALLS = [
     (["tokenize", "{ok}", "--out", "{ok}"], "{ok}"),
     (["tokenize", "{ok}", "--out", "{dir}/t.npy", "--threads", "-2"], "--threads"),
     (["tokenize", "{latin1}", "--out", "{dir}/t.npy"], "not UTF-8"),
+    # bytes that are not UTF-8 in an argument arrive as lone surrogates (PEP 383): they were encoded as U+FFFD
+    (["encode", "ab\udcffcd"], "TEXT is not UTF-8 text (byte 0xff at character 2)"),
+    (["show", "ab\udcffcd"], "TEXT is not UTF-8 text (byte 0xff at character 2)"),
+    (["train", "{ok}", "--vocab-size", "300", "--special", "<|\udcfe|>", "--out", "{dir}/v"],
+     "is not UTF-8 text (byte 0xfe at character 2)"),
     (["frobnicate"], "invalid choice"),
     (["inspect", "{dir}"], "not a regular file"),
     (["train", "{dir}", "--vocab-size", "300", "--out", "{dir}/v"], "not a regular file"),

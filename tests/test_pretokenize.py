@@ -40,6 +40,36 @@ def test_safe_cut_with_a_custom_pattern(text, following, limit):
         assert split(text[:cut], pattern) + split(text[cut:] + following, pattern) == split(text + following, pattern)
 
 
+def _pair(c: str) -> str:
+    """`c` (past U+FFFF) written as two code points, a surrogate pair, as broken decoders leave it."""
+    o = ord(c) - 0x10000
+    return chr(0xD800 + (o >> 10)) + chr(0xDC00 + (o & 0x3FF))
+
+
+# pairs of every class once repaired: a letter (U+1D400), a digit (U+1D7CE), a symbol; and lone halves
+surrogate_text = st.lists(st.sampled_from(["a", "b", " ", "\n", "1", "'", "'s", "!", "é", _pair("\U0001d400"),
+                                           _pair("\U0001d7ce"), _pair("😀"), "\ud800", "\udc00", "\U0001d400"]),
+                          max_size=40).map("".join)
+
+
+@given(surrogate_text, st.sampled_from(["", "x", " ", "1", _pair("\U0001d400")]), st.integers(1, 40), st.booleans())
+@example(text="! " + _pair("\U0001d7ce") + "'s" + "a" * 10, following="", limit=8, scanner=True)
+@example(text="x" * 50 + _pair("\U0001d400") + "y" * 50, following="", limit=100, scanner=False)
+def test_safe_cut_is_safe_on_text_with_surrogates(text, following, limit, scanner):
+    # Encoding repairs surrogates first (`fix_surrogates`): a pair becomes one character, maybe a letter
+    # or a digit, and the cut must hold for the repaired text. The scanner's rule read the pair as two
+    # "other" code points: it cut "x" * 5000 | pair + "y" * 5000 (one letter run once repaired), and
+    # "! " + pair + "'" | "s" (the repaired digit leaves "'s" a contraction).
+    if scanner:
+        cut = pretokenize._cut_after_pieces(text, 0, min(limit, len(text) - 1), GPT2_PATTERN)
+    else:
+        with mock.patch.object(pretokenize, "_LOOK_BACK", 2):  # the local rule gives up: the scanner's cut
+            cut = safe_cut(text, limit)
+    fix = pretokenize.fix_surrogates
+    if cut:
+        assert split(fix(text[:cut])) + split(fix(text[cut:] + following)) == split(fix(text + following))
+
+
 def test_long_run_without_a_local_cut_falls_back_to_the_scanner():
     text = "字" * 20_000 + "，" + "字" * 20_000  # one place where classes change, far back
     cut = safe_cut(text, len(text) - 1)

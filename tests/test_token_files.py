@@ -1,5 +1,6 @@
 """Token files (npgpt.token_files): .npy and nanoGPT's .bin, the old header, atomic writes, tokenize_files."""
 
+import errno
 import os
 import re
 import subprocess
@@ -435,6 +436,20 @@ def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match=f"cannot write {tmp_path / 't.npy'}: permission denied in {tmp_path}"):
         tokenize_files([a], tmp_path / "t.npy", progress=False)
     assert main(["tokenize", str(a), "--out", str(tmp_path / "t.npy")]) == 2
+
+
+def test_tokenize_onto_a_read_only_file_system_names_the_output(tmp_path, monkeypatch, capsys):
+    # The message named the temporary file (".t.npy.1234.5a6b7c8d.tmp"), which the user never asked for
+    a = tmp_path / "a.txt"
+    a.write_text("hello", encoding="utf-8")
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert main(["tokenize", str(a), "--out", str(tmp_path / "t.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"npgpt: cannot write {tmp_path / 't.npy'}: Read-only file system\n"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """train_bpe against the textbook trainer (npgpt.reference.train), which recounts every pair at every step."""
 
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,8 @@ def test_errors(tmp_path):
         train_bpe(["abc"], 300, special_tokens=["a"])
     with pytest.raises(ValueError, match="empty"):
         train_bpe(["abc"], 300, special_tokens=[""])
+    with pytest.raises(ValueError, match=re.escape(r"special token '\ud800<|x|>' is not text")):
+        train_bpe(["abc"], 300, special_tokens=["\ud800<|x|>"])  # (was UnicodeEncodeError from a regex helper)
 
 
 def test_a_str_is_always_a_document(tmp_path, monkeypatch):

@@ -208,10 +208,15 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
 
     start = 0
     if allowed_special:  # never cut inside a special token: only after the last one that starts in time
-        for m in special_token_regex(allowed_special).finditer(text):
-            if m.start() >= limit:
+        # (found as encoding finds them, in the repaired text: "😀" may come as a pair of surrogates)
+        found, at = text, None
+        if not text.isascii() and _SURROGATE.search(text):
+            found, at = fix_surrogates(text), _repaired_offsets(text)
+        for m in special_token_regex(allowed_special).finditer(found):
+            begin, end = (m.start(), m.end()) if at is None else (int(at[m.start()]), int(at[m.end()]))
+            if begin >= limit:
                 break
-            start = m.end()
+            start = end
     limit = min(limit, len(text) - 1)  # Y, and the character after a space, must be known
     if pattern == GPT2_PATTERN:
         classes = char_classes()
@@ -235,29 +240,51 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
 def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
     """The general rule: cut after piece k when piece k + 1 also ends before `limit` (so the regex
     chose piece k with all the look-ahead it could need) and piece k ends in a non-space (white
-    space runs end differently at the end of a text: ``\\s+(?!\\S)``)."""
+    space runs end differently at the end of a text: ``\\s+(?!\\S)``).
+
+    The pieces are those of ``text[start:]`` as encoding sees it: repaired (`fix_surrogates`) when it
+    has surrogates, for a pair written as two code points becomes one character, of any class (two
+    "other" code points unrepaired, they swallowed an apostrophe that the repaired digit leaves to "'s").
+    """
+    part = text[start:]
+    at = None  # where each character of the repaired `part` starts in `part`, when repairing changes it
+    if not part.isascii() and _SURROGATE.search(part):
+        at = _repaired_offsets(part)
+        part = fix_surrogates(part)
     if pattern == GPT2_PATTERN:
         from npgpt.bpe import pretokenize_kernels
         from npgpt.bpe.unicode_tables import char_classes
 
-        raw = text[start:].encode("utf-8", "surrogatepass")
-        buf = np.frombuffer(raw, np.uint8)
+        buf = np.frombuffer(part.encode("utf-8"), np.uint8)
         bounds = np.empty(len(buf) + 1, np.int64)
         n = pretokenize_kernels.scan(buf, 0, len(buf), char_classes(), bounds)
         ends = bounds[1 : n + 1]
         # character offsets of the byte offsets: count the bytes that start a character
         starts_char = (buf & 0xC0) != 0x80
-        char_pos = np.concatenate(([0], np.cumsum(starts_char)))[ends] + start
-        ends_at = char_pos.tolist()
+        ends_at = np.concatenate(([0], np.cumsum(starts_char)))[ends].tolist()
     else:
-        ends_at = [m.end() for m in compile_pattern(pattern).finditer(text, start)]
+        ends_at = [m.end() for m in compile_pattern(pattern).finditer(part)]
     cut = 0
     for end, next_end in itertools.pairwise(ends_at):
-        if next_end > limit:
+        if start + (next_end if at is None else int(at[next_end])) > limit:
             break
-        if end > start and not text[end - 1].isspace():
+        if end > 0 and not part[end - 1].isspace():
             cut = end
-    return cut
+    return start + (cut if at is None or not cut else int(at[cut]))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _repaired_offsets(text: str) -> np.ndarray:
+    """For each character of ``fix_surrogates(text)``, and its end, the offset in `text` where it starts:
+    a high surrogate followed by a low one is one character (the pair), every other code point one."""
+    units = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    high = (units >= 0xD800) & (units < 0xDC00)
+    low = (units >= 0xDC00) & (units < 0xE000)
+    second = np.zeros(len(units), bool)  # the low half of a pair: no character of its own
+    second[1:] = high[:-1] & low[1:]
+    return np.append(np.flatnonzero(~second), len(units))
 
 
 @functools.lru_cache(maxsize=1)
@@ -370,7 +397,8 @@ def chunk_text(texts: Iterable[str], *, pattern: str = GPT2_PATTERN, allowed_spe
     """
     if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
         raise ValueError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
-    hold = max(map(len, allowed_special | disallowed_special), default=1) - 1
+    # (in code points: a character past U+FFFF may come as a surrogate pair, two of them)
+    hold = max((len(t) + sum(c > "\uffff" for c in t) for t in allowed_special | disallowed_special), default=1) - 1
     buffered: list[str] = []
     size = 0
     ready = chunk_chars  # characters buffered before the next try at a cut

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from npgpt.bpe import pretokenize
+from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
 
@@ -257,7 +257,7 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
     for s in specials:
         if not isinstance(s, str):
             raise TypeError(f"special tokens must be str, got {s!r}")
-        if len(s.encode("utf-8", "surrogatepass")) < 2:
+        if len(vocab_files.special_token_bytes(s)) < 2:
             raise ValueError(f"special token {s!r} is {'empty' if not s else 'a single byte'}: byte-level BPE "
                              "already has every single byte as a token (ids 0-255); give special tokens of "
                              "two or more bytes, such as '<|endoftext|>'")

@@ -235,6 +235,16 @@ def _check_merges(merges: Iterable[tuple[bytes, bytes]], by_bytes: dict[bytes, i
     return out
 
 
+def special_token_bytes(token: str) -> bytes:
+    """The UTF-8 bytes of a special token; ValueError for one with a surrogate, which has none (and no
+    text could match it: encoding repairs surrogates first)."""
+    try:
+        return token.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"special token {token!r} is not text: {token[e.start]!r} at {e.start} is a surrogate, "
+                         "which has no UTF-8 form") from None
+
+
 def _special_ids(special_tokens: Iterable[str] | Mapping[str, int], by_bytes: dict[bytes, int],
                  ordinary: set[bytes]) -> dict[str, int]:
     if isinstance(special_tokens, (str, bytes)):
@@ -247,7 +257,7 @@ def _special_ids(special_tokens: Iterable[str] | Mapping[str, int], by_bytes: di
     for s in special_tokens:
         if not isinstance(s, str) or not s:
             raise ValueError(f"special tokens must be non-empty str, got {s!r}")
-        b = s.encode("utf-8")
+        b = special_token_bytes(s)
         known = by_bytes.get(b)
         if b in ordinary:
             raise ValueError(f"special token {s!r} is also an ordinary token (id {known}): text could make it, "
