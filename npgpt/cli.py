@@ -21,6 +21,7 @@ import collections
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -394,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:  # `python -m npgpt` alone runs the main job
             args = parser.parse_args(["demo", *(argv or [])])
-        args.func(args)
+        with warnings.catch_warnings():  # the library's warnings, one line each, as the CLI's mistakes are
+            warnings.showwarning = _warn
+            args.func(args)
     except SystemExit as e:  # argparse: --help (0) or a bad option (2, one line already printed)
         return int(e.code or 0)
     except UserError as e:
@@ -410,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError, UnicodeError) as e:  # the library names the bad value
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     return 0
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"npgpt: warning: {message}", file=sys.stderr)
 
 
 def _fail(message: str) -> int:

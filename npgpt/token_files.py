@@ -47,6 +47,7 @@ import io
 import os
 import secrets
 import sys
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -623,6 +624,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
             if p.exists():
                 raise ValueError(f"not a regular file: {p} (a folder, device or pipe)")
             raise FileNotFoundError(f"no such file: {p}")
+    says_folder = isinstance(out, str) and out.endswith(("/", os.sep))  # (Path drops a trailing slash)
     out = Path(out)
     if val_fraction is None:
         fmt = _format_of(out, format)
@@ -631,7 +633,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         fmt = _format_of(Path("x"), format)  # (the folder's name says nothing of the format)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"with a validation split, out names a folder; {out} is a file")
-        if not out.exists() and out.suffix.lower() in (".npy", ".bin", ".tok"):  # a slip, not a folder wanted
+        if not out.exists() and not says_folder and out.suffix.lower() in (".npy", ".bin", ".tok"):  # a slip
             raise ValueError(f"with a validation split, out names a folder (for train.{fmt} and val.{fmt}); "
                              f"{out} looks like a file name")
         outputs = [out / f"train.{fmt}", out / f"val.{fmt}"]
@@ -662,7 +664,11 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         with _progress_bar(total, disable) as update:
             _encode_files(files, tok, writer, threads, chunk_chars, eot_id, update)
         if val_fraction is not None:
-            writer.move_tail(int(writer.count * (1 - val_fraction)), writers[1])
+            split = int(writer.count * (1 - val_fraction))
+            if split in (0, writer.count):  # nanoGPT's loader fails on an empty file, much later: say so now
+                warnings.warn(f"val_fraction={val_fraction} of {writer.count:,} tokens leaves "
+                              f"{'train' if split == 0 else 'val'} with no tokens", stacklevel=2)
+            writer.move_tail(split, writers[1])
     except BaseException:
         for w in writers:
             w.abort()

@@ -355,6 +355,7 @@ def test_an_interrupted_tokenize_leaves_the_earlier_file(tmp_path, enc):
     assert not (tmp_path / "split").exists()  # not even the folder the run made
 
 
+@pytest.mark.filterwarnings("ignore:val_fraction")  # (a split that leaves a file empty warns: tested below)
 @given(st.floats(0.01, 0.99), st.integers(1, 3))
 def test_val_split_is_the_last_fraction_of_tokens(tmp_path_factory, fraction, n_files):
     d = tmp_path_factory.mktemp("split")
@@ -634,3 +635,20 @@ def test_a_failed_split_leaves_no_folder(tmp_path):
     with pytest.raises(UnicodeDecodeError):
         tokenize_files([bad], tmp_path / "split", progress=False, val_fraction=0.1)
     assert not (tmp_path / "split").exists()
+
+
+def test_a_split_that_leaves_a_file_empty_warns_and_a_trailing_slash_names_a_folder(tmp_path, capsys):
+    a = tmp_path / "a.txt"
+    a.write_text("hello world " * 10, encoding="utf-8")
+    with pytest.warns(UserWarning, match="leaves val with no tokens"):
+        train, val = tokenize_files([a], tmp_path / "s1", progress=False, val_fraction=1e-20)
+    assert len(val) == 0 and len(train) == 21
+    with pytest.warns(UserWarning, match="leaves train with no tokens"):
+        tokenize_files([a], tmp_path / "s2", progress=False, val_fraction=0.999999)
+    # "t.npy/" says folder, whatever its name looks like (Path itself drops the slash)
+    train, val = tokenize_files([a], f"{tmp_path / 't.npy'}/", progress=False, val_fraction=0.5)
+    assert (tmp_path / "t.npy").is_dir() and len(train) + len(val) == 21
+    # the CLI says it in one line, and goes on
+    assert main(["tokenize", str(a), "--out", str(tmp_path / "s3"), "--val-fraction", "1e-20"]) == 0
+    err = capsys.readouterr().err
+    assert err == "npgpt: warning: val_fraction=1e-20 of 21 tokens leaves val with no tokens\n", err
