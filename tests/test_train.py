@@ -104,6 +104,21 @@ def test_docstring_semantics():
     assert enc.encode("aaaaa") == [257, 97]
 
 
+@pytest.mark.parametrize("specials", [(), ("<|endoftext|>",), ("<|endoftext|>", "<|pad|>")])
+def test_result_equals_a_checked_encoding(verdict, specials):
+    # train_bpe builds its Encoding without Encoding's check of the vocabulary (it is consistent by
+    # construction): the result must be the one the checked constructor makes, down to dict order.
+    enc = train_bpe([verdict], 700, specials, progress=False)
+    n_tokens = enc.n_vocab - len(specials)
+    checked = Encoding({i: enc.decode_single_token_bytes(i) for i in range(n_tokens)}, enc.merges,
+                       {s: n_tokens + j for j, s in enumerate(specials)})
+    for attr in ("_encoder", "_merges", "_special_tokens", "_decoder", "_decode_list", "max_token_value"):
+        assert getattr(enc, attr) == getattr(checked, attr), attr
+        if isinstance(getattr(enc, attr), dict):
+            assert list(getattr(enc, attr)) == list(getattr(checked, attr)), attr
+    assert enc.name == "trained" and enc._pat_str == checked._pat_str
+
+
 def test_result_saves_and_loads(tmp_path, verdict):
     enc = train_bpe([verdict], 500, progress=False)
     for fmt in ("gpt2", "tiktoken"):

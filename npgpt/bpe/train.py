@@ -35,6 +35,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -327,9 +328,10 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
     FileNotFoundError: no such file: no/such/file.txt
     """
     specials = _check_training(vocab_size, special_tokens, min_frequency)
-    words = _count_all(texts, files, specials, pattern, num_threads, progress)
-    return train_from_counts(words, int(vocab_size or 0), specials, pattern=pattern,
-                             min_frequency=int(min_frequency), progress=progress)
+    # The counts go straight in, held by no name here: train_from_counts frees them before the merge
+    # loop's arrays are made, which lowers the peak memory by the table's size.
+    return train_from_counts(_count_all(texts, files, specials, pattern, num_threads, progress), int(vocab_size or 0),
+                             specials, pattern=pattern, min_frequency=int(min_frequency), progress=progress)
 
 
 def _check_training(vocab_size: Any, special_tokens: Iterable[str], min_frequency: Any) -> list[str]:
@@ -375,11 +377,34 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
             status, pairs, chains, heap, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens,
                                                                  int(min_frequency), 1024)
             bar.update(int(n[k.N_TOKENS]) - before)
-    del corpus, pairs, chains, heap  # free the merge loop's arrays before building Python objects
+    # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
+    del corpus, pairs, chains, heap, sym, start, length, freq
+    return _encoding(tokens, n, specials, pattern)
+
+
+def _encoding(tokens: Any, n: np.ndarray, specials: list[str], pattern: str) -> Encoding:
+    """The `Encoding` of the merge loop's tokens and merges.
+
+    They make a consistent vocabulary by construction: every token but the bytes is made by a merge
+    of two earlier tokens, token bytes are distinct (`_token_for` reuses the id of equal bytes), and no
+    pair is merged twice. So `Encoding`'s own check of a vocabulary it is given (`check_vocabulary`,
+    about 0.1 s and a few MB of sets and dicts at 50,000 merges) would find nothing, and is spared,
+    except for what the input decides: a special token whose bytes a merge made (which cannot happen
+    when the specials are cut out of the text before counting, but is cheap to check) and more merges
+    than `check_vocabulary` allows. Then the full check runs and raises its usual error.
+    """
+    from npgpt.bpe import train_kernels as k
+    from npgpt.bpe.vocab_files import Vocabulary
+
     n_tokens, m = int(n[k.N_TOKENS]), int(n[k.N_MERGES])
     raw, off = tokens.pool.tobytes(), tokens.off[: n_tokens + 1].tolist()
-    vocab = {i: raw[off[i] : off[i + 1]] for i in range(n_tokens)}
-    merges = [(vocab[x], vocab[y]) for x, y in zip(tokens.out_left[:m].tolist(), tokens.out_right[:m].tolist(),
-                                                     strict=True)]
-    return Encoding(vocab, merges, {s: n_tokens + j for j, s in enumerate(specials)}, pattern=pattern,
-                    name="trained")
+    token_bytes = [raw[a:b] for a, b in pairwise(off)]
+    get = token_bytes.__getitem__
+    merges = list(zip(map(get, tokens.out_left[:m].tolist()), map(get, tokens.out_right[:m].tolist()), strict=True))
+    special_ids = {s: n_tokens + j for j, s in enumerate(specials)}
+    encoder = dict(zip(token_bytes, range(n_tokens), strict=True))
+    if m >= 2**30 or any(s.encode("utf-8") in encoder for s in specials):
+        vocab = dict(enumerate(token_bytes))
+        return Encoding(vocab, merges, special_ids, pattern=pattern, name="trained")  # raises ValueError
+    decoder = dict(enumerate(token_bytes)) | {i: s.encode("utf-8") for s, i in special_ids.items()}
+    return Encoding._from_vocabulary(Vocabulary(encoder, merges, special_ids, decoder), pattern, "trained")
