@@ -360,26 +360,47 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     from npgpt.bpe import train_kernels as k
 
     # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
-    # whose count went back to 0, taken back at a cut, are left out.)
+    # whose count went back to 0, taken back at a cut, are left out.) The table's index and columns
+    # go before the symbols are made, and the pool after: one at a time, the peak memory is lower.
     n_words, n_sym = int(words.used[0]), int(words.used[1])
-    sym = words.pool[:n_sym].astype(np.int32)
     keep = words.count[:n_words] > 0
     start, length, freq = words.start[:n_words][keep], words.length[:n_words][keep], words.count[:n_words][keep]
-    del words
-    corpus, pairs, chains, heap, tokens, n = k.new_state(sym, start, length, freq)
-    k.initial_pairs(corpus, pairs, chains, heap, tokens, n)
+    pool = words.pool
+    del words, keep
+    _check_words(start, length, freq, n_sym, pool)
+    sym = pool[:n_sym].astype(np.int32)
+    del pool
+    corpus, tokens, n = k.new_state(sym, start, length, freq)
+    del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
     max_tokens = int(vocab_size) - len(specials)
     disable = not progress or None
     with tqdm(total=max_tokens - 256, unit="token", desc="merging", disable=disable, file=sys.stderr) as bar:
-        status = k.BUDGET_USED
+        status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
         while status != k.STOPPED:
+            if status == k.NEEDS_ROOM:
+                # Let go of the old arrays first: rebuild makes new ones from the words alone.
+                pairs = chains = heap = None
+                corpus, pairs, chains, heap = k.rebuild(corpus, tokens, n)
             before = int(n[k.N_TOKENS])
-            status, pairs, chains, heap, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens,
-                                                                 int(min_frequency), 1024)
+            status, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency),
+                                            1024)
             bar.update(int(n[k.N_TOKENS]) - before)
     # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
-    del corpus, pairs, chains, heap, sym, start, length, freq
+    del corpus, pairs, chains, heap
     return _encoding(tokens, n, specials, pattern)
+
+
+def _check_words(start: np.ndarray, length: np.ndarray, freq: np.ndarray, n_sym: int, pool: np.ndarray) -> None:
+    """Check a counted table's words before the merge loop's kernels index with them: each word lies
+    inside the pool, after the one before (`rebuild` packs them in place, moving each down), is at
+    least one byte long and seen at least once. The counting kernels make them so; a table that came
+    from elsewhere (`npgpt.distributed`) is checked all the same."""
+    if not (start.dtype == np.int64 and length.dtype == np.int32 and freq.dtype == np.int64
+            and pool.dtype == np.uint8 and 0 <= n_sym <= len(pool)):
+        raise ValueError("not a counted table of words (npgpt.bpe.train_kernels.Words)")
+    if len(start) and not (start[0] >= 0 and length.min() >= 1 and freq.min() >= 1
+                           and np.all(start[1:] >= start[:-1] + length[:-1]) and start[-1] + length[-1] <= n_sym):
+        raise ValueError("a counted table of words is inconsistent (overlapping or out-of-range words, or counts < 1)")
 
 
 def _encoding(tokens: Any, n: np.ndarray, specials: list[str], pattern: str) -> Encoding:

@@ -239,9 +239,11 @@ POOL_USED = 7  # bytes of token text in the pool
 N_SYMBOLS = 8  # symbols in all words (merging shortens them)
 FREE = 9  # first entry of the list of free chain entries (those of merged pairs), -1 = none
 N_FREE = 10  # entries on that list
-N_COUNTERS = 11
+LIVE = 11  # pairs that occur (count > 0, not merged), when train_merges asks for a rebuild
+NEED = 12  # room the next merge needs (pairs, chain entries, heap entries), ditto
+N_COUNTERS = 13
 
-STOPPED, BUDGET_USED = 1, 2  # why train_merges returned
+STOPPED, BUDGET_USED, NEEDS_ROOM = 1, 2, 3  # why train_merges returned
 
 
 class Corpus(NamedTuple):
@@ -294,17 +296,14 @@ class Tokens(NamedTuple):
 
 
 def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray):
-    """(corpus, pairs, chains, heap, tokens, counters) before the first merge; ``sym`` is taken over.
+    """(corpus, tokens, counters) before the first merge; ``sym`` is taken over. The pair counts,
+    chains and heap are made by `rebuild`, which is called first.
 
-    `sym` holds single bytes (< 256) and every `freq` is at least 1 (a word of count 0 would only add
-    work)."""
+    `sym` holds single bytes (< 256); every word is at least one symbol long, every `freq` at least 1
+    (a word of count 0 would only add work), and the words lie in `sym` in order without overlapping
+    (`rebuild` packs them in place)."""
     longest = int(length.max()) if len(length) else 0
     corpus = Corpus(sym, start, length, freq, np.zeros(len(start), np.int32), np.zeros((3, 3 * longest + 8), np.int64))
-    cap = 1 << 16  # single bytes make at most 65,536 pairs: initial_pairs needs no more
-    pairs = _new_pairs(cap)
-    n_chain = int(sym.shape[0]) + 1024  # initial_pairs: one entry per symbol but a word's last
-    chains = Chains(np.zeros(n_chain, np.int32), np.zeros(n_chain, np.int32))
-    heap = Heap(np.zeros(cap, np.int32), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
     pool = np.zeros(1 << 16, np.uint8)
     pool[:256] = np.arange(256)
     off = np.zeros(1 << 12, np.int64)
@@ -314,7 +313,8 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     n[N_TOKENS] = n[POOL_USED] = 256
     n[N_SYMBOLS] = sym.shape[0]
     n[FREE] = -1
-    return corpus, pairs, chains, heap, tokens, n
+    n[LIVE] = 1 << 12  # a first guess at the number of pairs; rebuild grows its table as needed
+    return corpus, tokens, n
 
 
 @njit(cache=True, inline="always")
@@ -346,24 +346,26 @@ def _right(pairs, p):
     return np.int32(pairs.key[p] & 0xFFFFFFFF)
 
 
-def _new_pairs(cap: int) -> Pairs:
+@njit(cache=True)
+def _new_pairs(cap):
+    """An empty pair table of `cap` pairs (key and count side by side: a look-up reads both in one
+    cache line), its index a power of two at least twice as long (so at most half full)."""
+    size = 1 << 10
+    while size < 2 * cap:
+        size *= 2
     key_count = np.zeros((cap, 2), np.int64)
-    return Pairs(key_count[:, 0], key_count[:, 1], np.zeros(cap, np.int32), np.zeros(cap, np.bool_),
-                 np.zeros(cap, np.int32), np.zeros(cap, np.int32), np.full(2 * cap, -1, np.int32))
+    return Pairs(key_count[:, 0], key_count[:, 1], np.empty(cap, np.int32), np.empty(cap, np.bool_),
+                 np.empty(cap, np.int32), np.empty(cap, np.int32), np.full(size, -1, np.int32))
 
 
 @njit(cache=True)
 def _room_for_pairs(pairs, n, extra):
-    """`pairs` grown to room for `extra` more pairs (the index at most half full)."""
+    """`pairs` grown to room for `extra` more pairs."""
     n_pairs = n[N_PAIRS]
-    cap = pairs.key.shape[0]
-    while cap < n_pairs + extra:
-        cap *= 2
-    key_count = np.empty((cap, 2), np.int64)
-    for p in range(n_pairs):  # (loops, not slice assignments: see `_resize`)
-        key_count[p, 0], key_count[p, 1] = pairs.key[p], pairs.count[p]
-    grown = Pairs(key_count[:, 0], key_count[:, 1], _grow(pairs.head, cap), _grow(pairs.merged, cap),
-                  _grow(pairs.mark, cap), _grow(pairs.touched, cap), np.full(2 * cap, -1, np.int32))
+    grown = _new_pairs(n_pairs + extra)
+    for p in range(n_pairs):  # (a loop, not slice assignments: see `_resize`)
+        grown.key[p], grown.count[p], grown.head[p], grown.merged[p], grown.mark[p] = (
+            pairs.key[p], pairs.count[p], pairs.head[p], pairs.merged[p], pairs.mark[p])
     for p in range(n_pairs):  # rehash: slot numbers depend on the table size
         grown.index[_slot(grown, grown.key[p])] = p
     return grown
@@ -659,31 +661,37 @@ def _chain_length(chains, e):
 @njit(cache=True)
 def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
     """Run up to `budget` merges; stop early when the vocabulary has `max_tokens` tokens or no pair
-    occurs `min_frequency` times. Returns (STOPPED or BUDGET_USED, pairs, chains, heap, tokens), grown."""
+    occurs `min_frequency` times, or when the next merge needs more room than the pair table, the
+    chains or the heap have (then ``n[NEED]`` and ``n[LIVE]`` say how much, and the caller calls
+    `rebuild`). Returns (STOPPED, BUDGET_USED or NEEDS_ROOM, tokens), grown.
+
+    Nothing here allocates the large arrays: `rebuild` does, once the caller has let go of the old
+    ones, so that old and new never take memory at the same time."""
     for _ in range(budget):
         if n[N_TOKENS] >= max_tokens:
-            return STOPPED, pairs, chains, heap, tokens
+            return STOPPED, tokens
         best = _best_pair(heap, n, pairs, tokens)
         if best == -1 or pairs.count[best] < min_frequency or pairs.count[best] <= 0:
-            return STOPPED, pairs, chains, heap, tokens
+            return STOPPED, tokens
         # Room for the merge. It has at most `occ` occurrences: a word holding the pair k times is on
         # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
         # pairs and 2 chain entries, and raises at most 2 pairs, so pushes at most 2 heap entries.
         occ = _chain_length(chains, pairs.head[best])
         if n[N_CHAIN] + 2 * occ >= 2**31 - 1 or n[N_PAIRS] + 2 * occ >= 2**31 - 1:
             raise ValueError("too many pairs or pair occurrences for int32 chains and pair numbers (over 2**31)")
-        if n[N_PAIRS] + 2 * occ > pairs.key.shape[0]:
-            pairs = _room_for_pairs(pairs, n, 2 * occ)
-        if n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]:
-            # grow by a quarter, not double: freed entries are reused, so the chains grow slowly
-            size = max(n[N_CHAIN] + 2 * occ - n[N_FREE], chains.word.shape[0] + chains.word.shape[0] // 4)
-            chains = Chains(_resize(chains.word, size), _resize(chains.next, size))
-        pushes = 2 * occ
-        if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:  # full: first drop the stale entries
+        # The pairs that gain are (x, new) and (new, y), each side one of the N_TOKENS + 1 tokens: that
+        # bounds the new pairs and the heap pushes far below 2 * occ early on, when occ is large.
+        grow = min(2 * occ, 2 * n[N_TOKENS] + 2)
+        if n[HEAP_SIZE] + grow > heap.pair.shape[0]:  # full: first drop the stale entries (no allocation)
             _rebuild_heap(heap, n, pairs, tokens)
-        if n[HEAP_SIZE] + pushes > heap.pair.shape[0]:
-            size = n[HEAP_SIZE] + pushes
-            heap = Heap(_grow(heap.pair, size), _grow(heap.count, size), _grow(heap.key, size))
+        if (n[N_PAIRS] + grow > pairs.key.shape[0] or n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]
+                or n[HEAP_SIZE] + grow > heap.pair.shape[0]):
+            live = 0
+            for p in range(n[N_PAIRS]):
+                if pairs.count[p] > 0 and not pairs.merged[p]:
+                    live += 1
+            n[LIVE], n[NEED] = live, 2 * occ
+            return NEEDS_ROOM, tokens
         m = n[N_MERGES]
         if m >= tokens.out_left.shape[0]:
             tokens = Tokens(tokens.pool, tokens.off, tokens.index, _grow(tokens.out_left, m + 1),
@@ -694,21 +702,75 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         n[N_MERGES] += 1
         pairs.merged[best] = True
         _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new)
-    return BUDGET_USED, pairs, chains, heap, tokens
+    return BUDGET_USED, tokens
 
 
-@njit(cache=True)
-def initial_pairs(corpus, pairs, chains, heap, tokens, n):
-    """Count every pair of every word, chain the words to their pairs, and heap all pairs (in place). The words
-    are single bytes, so `new_state`'s arrays have room: at most 65,536 pairs, one entry per symbol."""
-    for w in range(corpus.start.shape[0]):
-        s = corpus.start[w]
-        for i in range(s, s + corpus.length[w] - 1):
-            p = _pair_id(pairs, n, corpus.sym[i], corpus.sym[i + 1])
-            pairs.count[p] += corpus.freq[w]
+@njit(**NO_REFCOUNT)
+def _count_pairs(corpus, pairs, chains, n, w):
+    """Count the pairs of words w, w + 1, ... and chain each word to its pairs, while the pair table
+    has room for a whole word's pairs; returns the first word not counted. (Growing the table is
+    left to the caller: see the speed notes above.)"""
+    sym, start, length, freq = corpus.sym, corpus.start, corpus.length, corpus.freq
+    while w < start.shape[0]:
+        if n[N_PAIRS] + length[w] > pairs.key.shape[0]:
+            return w
+        s = start[w]
+        for i in range(s, s + length[w] - 1):
+            p = _pair_id(pairs, n, sym[i], sym[i + 1])
+            pairs.count[p] += freq[w]
             e = n[N_CHAIN]
             chains.word[e], chains.next[e] = w, pairs.head[p]
             pairs.head[p] = e
             n[N_CHAIN] += 1
-    for p in range(n[N_PAIRS]):
-        _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
+        w += 1
+    return w
+
+
+@njit(cache=True)
+def rebuild(corpus, tokens, n):
+    """The pair counts, chains and heap, made afresh from the words as they are now; returns
+    (corpus, pairs, chains, heap), with room for ``n[NEED]`` more pairs, chain entries and heap entries.
+
+    Also the start of training (the words are single bytes then). Merging leaves behind what a fresh
+    count would not have: pairs whose count fell to 0, chain entries of words that no longer hold the
+    pair, gaps in `sym` where words got shorter. So when the arrays are full, the caller drops them
+    and this builds them again, sized to what the words hold now rather than to everything ever
+    seen. The counts it makes are the ones merging kept (every adjacent pair of every word, weighted
+    by the word's frequency), and a merged pair occurs nowhere (merging replaced every occurrence,
+    and no later merge can put its two tokens side by side again), so training goes on as if
+    nothing had happened: which pair is merged next depends only on the counts and the pairs' bytes.
+    """
+    sym, start, length, freq = corpus.sym, corpus.start, corpus.length, corpus.freq
+    used = 0
+    for w in range(start.shape[0]):  # pack the words (each moves down or stays: they lie in order)
+        s = start[w]
+        for i in range(length[w]):
+            sym[used + i] = sym[s + i]
+        start[w] = used
+        used += length[w]
+    if 2 * used <= sym.shape[0]:  # give back what merging freed
+        sym = sym[:used].copy()
+        corpus = Corpus(sym, start, length, freq, corpus.seen, corpus.scratch)
+    occ = used - start.shape[0]  # adjacent pairs, over all words
+    need = n[NEED]  # chain entries the next merge may add
+    grow = min(need, 2 * n[N_TOKENS] + 2)  # pairs it may make, heap entries it may push (see train_merges)
+    # Room to spare, so that rebuilds are rare: each costs time in proportion to the symbols (`occ`).
+    pairs = _new_pairs(n[LIVE] + max(grow, n[LIVE] // 2, occ // 64, 1024))
+    size = occ + max(need, occ // 4) + 1024
+    chains = Chains(np.empty(size, np.int32), np.empty(size, np.int32))
+    n[N_PAIRS] = n[N_CHAIN] = n[N_FREE] = n[HEAP_SIZE] = 0
+    n[FREE] = -1
+    w = 0
+    while True:
+        w = _count_pairs(corpus, pairs, chains, n, w)
+        if w == start.shape[0]:
+            break
+        pairs = _room_for_pairs(pairs, n, n[N_PAIRS])  # more pairs than n[LIVE] said (the first time: a guess)
+    live = n[N_PAIRS]
+    if live + max(grow, live // 2, occ // 64, 1024) > pairs.key.shape[0]:
+        pairs = _room_for_pairs(pairs, n, max(grow, live // 2, occ // 64, 1024))
+    size = live + max(grow, live // 2, occ // 64) + 1024
+    heap = Heap(np.empty(size, np.int32), np.empty(size, np.int64), np.empty(size, np.int64))
+    _rebuild_heap(heap, n, pairs, tokens)
+    n[N_SYMBOLS] = used
+    return corpus, pairs, chains, heap
