@@ -34,6 +34,28 @@ def test_equals_naive_trainer(documents, vocab_size, min_frequency):
     check(documents, vocab_size + 1, min_frequency=min_frequency)
 
 
+@given(docs, st.integers(256, 300), st.integers(1, 3))
+@settings(max_examples=100, deadline=None)
+def test_rebuilding_at_every_merge_changes_nothing(documents, vocab_size, min_frequency):
+    # The merge loop rebuilds its pair counts, chains and heap from the words when they are full;
+    # without room to spare that happens at nearly every merge, and the merges must not change.
+    import npgpt.bpe.train as train
+
+    spare, train._SPARE = train._SPARE, False
+    try:
+        check(documents, vocab_size + 1, min_frequency=min_frequency)
+    finally:
+        train._SPARE = spare
+
+
+def test_rebuilding_on_a_corpus_file(verdict, monkeypatch):
+    import npgpt.bpe.train as train
+
+    enc = train_bpe([verdict], 1000, progress=False)
+    monkeypatch.setattr(train, "_SPARE", False)
+    assert train_bpe([verdict], 1000, progress=False).merges == enc.merges
+
+
 @given(st.lists(st.text("ab <|>e", max_size=30), min_size=1, max_size=4), st.integers(258, 290))
 @settings(max_examples=60)
 def test_special_tokens_are_never_merged_across(documents, vocab_size):

@@ -48,6 +48,7 @@ from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
 __all__ = ["count_pretokens", "train_bpe"]
 
 READ_BYTES = 1 << 20  # bytes read from a file at a time
+_SPARE = True  # the merge loop's arrays get room to spare when rebuilt (the tests turn it off: see `rebuild`)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +372,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     sym = pool[:n_sym].astype(np.int32)
     del pool
     corpus, tokens, n = k.new_state(sym, start, length, freq)
+    n[k.FLOOR] = max(2, min(int(min_frequency), 2**62))  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
     max_tokens = int(vocab_size) - len(specials)
     disable = not progress or None
@@ -380,7 +382,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
             if status == k.NEEDS_ROOM:
                 # Let go of the old arrays first: rebuild makes new ones from the words alone.
                 pairs = chains = heap = None
-                corpus, pairs, chains, heap = k.rebuild(corpus, tokens, n)
+                corpus, pairs, chains, heap = k.rebuild(corpus, tokens, n, _SPARE)
             before = int(n[k.N_TOKENS])
             status, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency),
                                             1024)

@@ -239,9 +239,11 @@ POOL_USED = 7  # bytes of token text in the pool
 N_SYMBOLS = 8  # symbols in all words (merging shortens them)
 FREE = 9  # first entry of the list of free chain entries (those of merged pairs), -1 = none
 N_FREE = 10  # entries on that list
-LIVE = 11  # pairs that occur (count > 0, not merged), when train_merges asks for a rebuild
-NEED = 12  # room the next merge needs (pairs, chain entries, heap entries), ditto
-N_COUNTERS = 13
+LIVE = 11  # pairs in the table that occur (count > 0, not merged), when train_merges asks for a rebuild
+NEED = 12  # chain entries the next merge may add, ditto
+FLOOR = 13  # pairs that occur fewer times are left out of the table and the heap (see `rebuild`)
+ALL_PAIRS = 14  # pairs the last rebuild counted, those left out included (to size the next one)
+N_COUNTERS = 15
 
 STOPPED, BUDGET_USED, NEEDS_ROOM = 1, 2, 3  # why train_merges returned
 
@@ -313,7 +315,8 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     n[N_TOKENS] = n[POOL_USED] = 256
     n[N_SYMBOLS] = sym.shape[0]
     n[FREE] = -1
-    n[LIVE] = 1 << 12  # a first guess at the number of pairs; rebuild grows its table as needed
+    n[ALL_PAIRS] = 1 << 12  # a first guess at the number of pairs; rebuild grows its table as needed
+    n[FLOOR] = 2
     return corpus, tokens, n
 
 
@@ -522,7 +525,13 @@ def merge_word(sym, s, length, a, b, new, scratch):
 def _add(pairs, chains, n, x, y, delta, w, new, stamp):
     """``count[(x, y)] += delta``. Only pairs that hold the new token gain (delta > 0): word w goes on
     their chain, and they are listed in `touched` to be pushed on the heap. There must be room for
-    one pair and one chain entry."""
+    one pair and one chain entry. A pair that loses and is not in the table was left out below the
+    floor (see `rebuild`): its count is not kept."""
+    if delta < 0:
+        s = _slot(pairs, (np.int64(x) << 32) | np.int64(y))
+        if pairs.index[s] != -1:
+            pairs.count[pairs.index[s]] += delta
+        return
     p = _pair_id(pairs, n, x, y)
     pairs.count[p] += delta
     if delta > 0:
@@ -592,7 +601,7 @@ def _best_pair(heap, n, pairs, tokens):
         if not pairs.merged[p] and c == pairs.count[p]:
             return p
         _pop(heap, n, pairs, tokens)
-        if not pairs.merged[p] and pairs.count[p] > 0:
+        if not pairs.merged[p] and pairs.count[p] >= n[FLOOR]:
             _push(heap, n, pairs, tokens, p, pairs.count[p], key)  # room: we just popped one
     return -1
 
@@ -629,17 +638,18 @@ def _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new):
     # dropped when it reaches the top.
     for i in range(n[N_TOUCHED]):
         p = pairs.touched[i]
-        if pairs.count[p] > 0 and not pairs.merged[p]:
+        if pairs.count[p] >= n[FLOOR] and not pairs.merged[p]:
             _push(heap, n, pairs, tokens, p, pairs.count[p], _tie_key(tokens, _left(pairs, p), _right(pairs, p)))
 
 
 @njit(**NO_REFCOUNT)
 def _rebuild_heap(heap, n, pairs, tokens):
-    """Rebuild the heap with one entry per live pair (not merged, count > 0), at its current count:
-    lazy invalidation leaves stale entries behind, and this keeps the heap from growing with them."""
+    """Rebuild the heap with one entry per live pair (not merged, count at least the floor), at its
+    current count: lazy invalidation leaves stale entries behind, and this keeps the heap from growing
+    with them."""
     size = 0
     for p in range(n[N_PAIRS]):
-        if not pairs.merged[p] and pairs.count[p] > 0:
+        if not pairs.merged[p] and pairs.count[p] >= n[FLOOR]:
             heap.pair[size], heap.count[size] = p, pairs.count[p]
             heap.key[size] = _tie_key(tokens, _left(pairs, p), _right(pairs, p))
             size += 1
@@ -671,7 +681,13 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
         if n[N_TOKENS] >= max_tokens:
             return STOPPED, tokens
         best = _best_pair(heap, n, pairs, tokens)
-        if best == -1 or pairs.count[best] < min_frequency or pairs.count[best] <= 0:
+        if best == -1 or pairs.count[best] < min_frequency:
+            # No pair in the heap: every pair occurs fewer than FLOOR times. Some may still qualify:
+            # lower the floor, and count them all again.
+            if n[FLOOR] > max(min_frequency, 1):
+                n[FLOOR] = max(min_frequency, 1)
+                n[LIVE], n[NEED] = n[N_PAIRS], 0
+                return NEEDS_ROOM, tokens
             return STOPPED, tokens
         # Room for the merge. It has at most `occ` occurrences: a word holding the pair k times is on
         # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
@@ -697,11 +713,17 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
             tokens = Tokens(tokens.pool, tokens.off, tokens.index, _grow(tokens.out_left, m + 1),
                             _grow(tokens.out_right, m + 1), _grow(tokens.out_id, m + 1))
         a, b = _left(pairs, best), _right(pairs, best)
+        n_tokens = n[N_TOKENS]
         new, tokens = _token_for(tokens, n, a, b)
         tokens.out_left[m], tokens.out_right[m], tokens.out_id[m] = a, b, new
         n[N_MERGES] += 1
         pairs.merged[best] = True
         _merge_pair(corpus, pairs, chains, heap, tokens, n, best, new)
+        if n[N_TOKENS] == n_tokens and n[FLOOR] > 1:
+            # The merge remade an existing token, so pairs (x, new) and (new, y) may have been counted
+            # before and left out below the floor: their counts start again from the words.
+            n[LIVE], n[NEED] = n[N_PAIRS], 0
+            return NEEDS_ROOM, tokens
     return BUDGET_USED, tokens
 
 
@@ -726,10 +748,55 @@ def _count_pairs(corpus, pairs, chains, n, w):
     return w
 
 
+@njit(cache=True, inline="always")
+def _room(live, occ, grow, spare):
+    """Room to leave for new pairs and heap entries after a rebuild, with `live` pairs from `occ`
+    adjacent symbols, when the next merge may make `grow`. A rebuild costs time in proportion to
+    `occ`, so the room grows with it: rebuilds stay rare (a dozen or so in 50,000 merges)."""
+    return max(grow, live // 2, occ // 16, 1024) if spare else grow
+
+
 @njit(cache=True)
-def rebuild(corpus, tokens, n):
+def _above_floor(pairs, chains, n, occ, grow, spare):
+    """The pairs that occur at least FLOOR times, in a table of their own with `room` to spare; the
+    chain entries of the others go on the free list.
+
+    Most pairs occur once (136,000 of 152,000 at the end of 50,257 merges on the shared corpus), and
+    a pair of two tokens that exist now can only lose count (only pairs that hold a merge's new token
+    gain). So a pair below the floor cannot be merged until no pair reaches the floor; it is left out
+    of the table, the chains and the heap, and `_add` drops its losses. When no pair reaches the floor,
+    `train_merges` lowers it and asks for a rebuild, which counts every pair again. (A merge that
+    remakes an existing token would let pairs left out gain: `train_merges` asks for a rebuild then too.)
+    """
+    floor = n[FLOOR]
+    kept = 0
+    for p in range(n[N_PAIRS]):
+        if pairs.count[p] >= floor:
+            kept += 1
+    out = _new_pairs(kept + _room(kept, occ, grow, spare))
+    n_pairs = n[N_PAIRS]
+    n[N_PAIRS] = 0
+    for p in range(n_pairs):
+        if pairs.count[p] >= floor:
+            q = _pair_id(out, n, _left(pairs, p), _right(pairs, p))
+            out.count[q], out.head[q] = pairs.count[p], pairs.head[p]
+        else:
+            e = pairs.head[p]
+            while e != -1:
+                after = chains.next[e]
+                chains.next[e] = n[FREE]
+                n[FREE] = e
+                n[N_FREE] += 1
+                e = after
+    return out
+
+
+@njit(cache=True)
+def rebuild(corpus, tokens, n, spare):
     """The pair counts, chains and heap, made afresh from the words as they are now; returns
-    (corpus, pairs, chains, heap), with room for ``n[NEED]`` more pairs, chain entries and heap entries.
+    (corpus, pairs, chains, heap), with room for ``n[NEED]`` more chain entries and the pairs and
+    heap entries they can make, and, when `spare`, room to spare (without, the next merge that
+    makes anything new calls for another rebuild: the tests use that to rebuild all the time).
 
     Also the start of training (the words are single bytes then). Merging leaves behind what a fresh
     count would not have: pairs whose count fell to 0, chain entries of words that no longer hold the
@@ -755,8 +822,9 @@ def rebuild(corpus, tokens, n):
     need = n[NEED]  # chain entries the next merge may add
     grow = min(need, 2 * n[N_TOKENS] + 2)  # pairs it may make, heap entries it may push (see train_merges)
     # Room to spare, so that rebuilds are rare: each costs time in proportion to the symbols (`occ`).
-    pairs = _new_pairs(n[LIVE] + max(grow, n[LIVE] // 2, occ // 64, 1024))
-    size = occ + max(need, occ // 4) + 1024
+    guess = max(n[LIVE], n[ALL_PAIRS])
+    pairs = _new_pairs(guess + _room(guess, occ, grow, spare))
+    size = occ + (max(need, occ // 4) + 1024 if spare else need)
     chains = Chains(np.empty(size, np.int32), np.empty(size, np.int32))
     n[N_PAIRS] = n[N_CHAIN] = n[N_FREE] = n[HEAP_SIZE] = 0
     n[FREE] = -1
@@ -765,11 +833,15 @@ def rebuild(corpus, tokens, n):
         w = _count_pairs(corpus, pairs, chains, n, w)
         if w == start.shape[0]:
             break
-        pairs = _room_for_pairs(pairs, n, n[N_PAIRS])  # more pairs than n[LIVE] said (the first time: a guess)
+        pairs = _room_for_pairs(pairs, n, max(n[N_PAIRS], length[w]))  # more pairs than guessed
+    n[ALL_PAIRS] = n[N_PAIRS]
+    if n[FLOOR] > 1:
+        pairs = _above_floor(pairs, chains, n, occ, grow, spare)
     live = n[N_PAIRS]
-    if live + max(grow, live // 2, occ // 64, 1024) > pairs.key.shape[0]:
-        pairs = _room_for_pairs(pairs, n, max(grow, live // 2, occ // 64, 1024))
-    size = live + max(grow, live // 2, occ // 64) + 1024
+    room = _room(live, occ, grow, spare)
+    if live + room > pairs.key.shape[0]:
+        pairs = _room_for_pairs(pairs, n, room)
+    size = live + room
     heap = Heap(np.empty(size, np.int32), np.empty(size, np.int64), np.empty(size, np.int64))
     _rebuild_heap(heap, n, pairs, tokens)
     n[N_SYMBOLS] = used
