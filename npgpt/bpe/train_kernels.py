@@ -668,6 +668,16 @@ def _chain_length(chains, e):
     return length
 
 
+@njit(cache=True, inline="always")
+def _fits(n, pairs, chains, heap, occ):
+    """Is there room for a merge of `occ` occurrences? Each makes at most 2 chain entries, and at most
+    2 new pairs and 2 heap pushes; but only pairs (x, new) and (new, y) gain, each side one of the
+    N_TOKENS + 1 tokens, which bounds the new pairs and pushes far below 2 * occ early on."""
+    grow = min(2 * occ, 2 * n[N_TOKENS] + 2)
+    return (n[N_PAIRS] + grow <= pairs.key.shape[0] and n[N_CHAIN] + 2 * occ - n[N_FREE] <= chains.word.shape[0]
+            and n[HEAP_SIZE] + grow <= heap.pair.shape[0])
+
+
 @njit(cache=True)
 def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
     """Run up to `budget` merges; stop early when the vocabulary has `max_tokens` tokens or no pair
@@ -689,19 +699,18 @@ def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequen
                 n[LIVE], n[NEED] = n[N_PAIRS], 0
                 return NEEDS_ROOM, tokens
             return STOPPED, tokens
-        # Room for the merge. It has at most `occ` occurrences: a word holding the pair k times is on
-        # its chain at least k times (once per time it gained it). Each occurrence makes at most 2 new
-        # pairs and 2 chain entries, and raises at most 2 pairs, so pushes at most 2 heap entries.
-        occ = _chain_length(chains, pairs.head[best])
+        # Room for the merge. It has at most `occ` occurrences: no more than its count (each occurrence
+        # adds its word's frequency, at least 1), nor than its chain is long (a word holding the pair k
+        # times is on its chain at least k times, once per time it gained it). The count is at hand;
+        # the chain is walked only when the count does not show room enough (mostly the first merges).
+        occ = pairs.count[best]
+        if not _fits(n, pairs, chains, heap, occ):
+            occ = min(occ, _chain_length(chains, pairs.head[best]))
         if n[N_CHAIN] + 2 * occ >= 2**31 - 1 or n[N_PAIRS] + 2 * occ >= 2**31 - 1:
             raise ValueError("too many pairs or pair occurrences for int32 chains and pair numbers (over 2**31)")
-        # The pairs that gain are (x, new) and (new, y), each side one of the N_TOKENS + 1 tokens: that
-        # bounds the new pairs and the heap pushes far below 2 * occ early on, when occ is large.
-        grow = min(2 * occ, 2 * n[N_TOKENS] + 2)
-        if n[HEAP_SIZE] + grow > heap.pair.shape[0]:  # full: first drop the stale entries (no allocation)
-            _rebuild_heap(heap, n, pairs, tokens)
-        if (n[N_PAIRS] + grow > pairs.key.shape[0] or n[N_CHAIN] + 2 * occ - n[N_FREE] > chains.word.shape[0]
-                or n[HEAP_SIZE] + grow > heap.pair.shape[0]):
+        if not _fits(n, pairs, chains, heap, occ):
+            _rebuild_heap(heap, n, pairs, tokens)  # first drop the heap's stale entries (no allocation)
+        if not _fits(n, pairs, chains, heap, occ):
             live = 0
             for p in range(n[N_PAIRS]):
                 if pairs.count[p] > 0 and not pairs.merged[p]:
@@ -820,7 +829,7 @@ def rebuild(corpus, tokens, n, spare):
         corpus = Corpus(sym, start, length, freq, corpus.seen, corpus.scratch)
     occ = used - start.shape[0]  # adjacent pairs, over all words
     need = n[NEED]  # chain entries the next merge may add
-    grow = min(need, 2 * n[N_TOKENS] + 2)  # pairs it may make, heap entries it may push (see train_merges)
+    grow = min(need, 2 * n[N_TOKENS] + 2)  # pairs it may make, heap entries it may push (see `_fits`)
     # Room to spare, so that rebuilds are rare: each costs time in proportion to the symbols (`occ`).
     guess = max(n[LIVE], n[ALL_PAIRS])
     pairs = _new_pairs(guess + _room(guess, occ, grow, spare))
