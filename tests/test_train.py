@@ -48,6 +48,13 @@ def test_rebuilding_at_every_merge_changes_nothing(documents, vocab_size, min_fr
         train._SPARE = spare
 
 
+@given(docs, st.integers(1, 3))
+@settings(max_examples=30, deadline=None)
+def test_vocabularies_past_16_bit_ids(documents, min_frequency):
+    # Past 65,536 tokens the merge loop holds token ids as int32 instead of uint16.
+    check(documents, 70_000, min_frequency=min_frequency)
+
+
 def test_rebuilding_on_a_corpus_file(verdict, monkeypatch):
     import npgpt.bpe.train as train
 

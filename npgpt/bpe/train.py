@@ -369,12 +369,13 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     pool = words.pool
     del words, keep
     _check_words(start, length, freq, n_sym, pool)
-    sym = pool[:n_sym].astype(np.int32)
+    max_tokens = int(vocab_size) - len(specials)
+    # Token ids are below max_tokens: 16 bits hold them in most vocabularies (GPT-2's included).
+    sym = pool[:n_sym].astype(np.uint16 if max_tokens <= 1 << 16 else np.int32)
     del pool
     corpus, tokens, n = k.new_state(sym, start, length, freq)
     n[k.FLOOR] = max(2, min(int(min_frequency), 2**62))  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
-    max_tokens = int(vocab_size) - len(specials)
     disable = not progress or None
     with tqdm(total=max_tokens - 256, unit="token", desc="merging", disable=disable, file=sys.stderr) as bar:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap

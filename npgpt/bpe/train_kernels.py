@@ -251,7 +251,7 @@ STOPPED, BUDGET_USED, NEEDS_ROOM = 1, 2, 3  # why train_merges returned
 class Corpus(NamedTuple):
     """The words being merged: word w is ``sym[start[w] : start[w] + length[w]]`` (token ids), seen `freq[w]` times."""
 
-    sym: np.ndarray  # int32 token ids, all words back to back (merging shortens words in place)
+    sym: np.ndarray  # uint16 or int32 token ids (`new_state`), words back to back (merging shortens them in place)
     start: np.ndarray  # int64
     length: np.ndarray  # int32, the current length
     freq: np.ndarray  # int64
@@ -301,9 +301,10 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     """(corpus, tokens, counters) before the first merge; ``sym`` is taken over. The pair counts,
     chains and heap are made by `rebuild`, which is called first.
 
-    `sym` holds single bytes (< 256); every word is at least one symbol long, every `freq` at least 1
-    (a word of count 0 would only add work), and the words lie in `sym` in order without overlapping
-    (`rebuild` packs them in place)."""
+    `sym` holds single bytes (< 256) as uint16 when every token id will fit (a vocabulary of at most
+    65,536 tokens: half the memory of int32, and the kernels compile once for each), else as int32.
+    Every word is at least one symbol long, every `freq` at least 1 (a word of count 0 would only add
+    work), and the words lie in `sym` in order without overlapping (`rebuild` packs them in place)."""
     longest = int(length.max()) if len(length) else 0
     corpus = Corpus(sym, start, length, freq, np.zeros(len(start), np.int32), np.zeros((3, 3 * longest + 8), np.int64))
     pool = np.zeros(1 << 16, np.uint8)
@@ -833,7 +834,7 @@ def rebuild(corpus, tokens, n, spare):
     # Room to spare, so that rebuilds are rare: each costs time in proportion to the symbols (`occ`).
     guess = max(n[LIVE], n[ALL_PAIRS])
     pairs = _new_pairs(guess + _room(guess, occ, grow, spare))
-    size = occ + (max(need, occ // 4) + 1024 if spare else need)
+    size = occ + (max(need, occ // 8) + 1024 if spare else need)
     chains = Chains(np.empty(size, np.int32), np.empty(size, np.int32))
     n[N_PAIRS] = n[N_CHAIN] = n[N_FREE] = n[HEAP_SIZE] = 0
     n[FREE] = -1
