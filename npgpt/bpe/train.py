@@ -380,13 +380,12 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     with tqdm(total=max_tokens - 256, unit="token", desc="merging", disable=disable, file=sys.stderr) as bar:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
         while status != k.STOPPED:
-            if status == k.NEEDS_ROOM:
-                # Let go of the old arrays first: rebuild makes new ones from the words alone.
-                pairs = chains = heap = None
-                corpus, pairs, chains, heap = k.rebuild(corpus, tokens, n, _SPARE)
+            fresh = status == k.NEEDS_ROOM
+            if fresh:  # let go of the old arrays first: the rebuild makes new ones from the words alone
+                pairs, chains, heap = k.no_parts()
             before = int(n[k.N_TOKENS])
-            status, tokens = k.train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency),
-                                            1024)
+            status, corpus, pairs, chains, heap, tokens = k.train_merges(
+                corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency), 1024, fresh, _SPARE)
             bar.update(int(n[k.N_TOKENS]) - before)
     # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
     del corpus, pairs, chains, heap

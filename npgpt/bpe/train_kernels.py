@@ -680,14 +680,33 @@ def _fits(n, pairs, chains, heap, occ):
 
 
 @njit(cache=True)
-def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
+def train_merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget, fresh, spare):
+    """The merge loop's one entry point (each kernel loaded from numba's cache costs time and memory):
+    when `fresh`, first `rebuild` the pair table, chains and heap (the caller passes `no_parts()`,
+    having let go of the old ones, so that old and new never take memory at the same time); then
+    `_merges`. Returns (STOPPED, BUDGET_USED or NEEDS_ROOM, corpus, pairs, chains, heap, tokens)."""
+    if fresh:
+        corpus, pairs, chains, heap = rebuild(corpus, tokens, n, spare)
+    status, tokens = _merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget)
+    return status, corpus, pairs, chains, heap, tokens
+
+
+def no_parts() -> tuple[Pairs, Chains, Heap]:
+    """Placeholders for the pair table, chains and heap, for `train_merges` to rebuild (two entries
+    each: the pair table's key and count are columns of one array, strided as `_new_pairs` makes them)."""
+    key_count = np.zeros((2, 2), np.int64)
+    pairs = Pairs(key_count[:, 0], key_count[:, 1], np.zeros(2, np.int32), np.zeros(2, np.bool_), np.zeros(2, np.int32),
+                  np.zeros(2, np.int32), np.full(2, -1, np.int32))
+    return pairs, Chains(np.zeros(2, np.int32), np.zeros(2, np.int32)), Heap(np.zeros(2, np.int32),
+                                                                           np.zeros(2, np.int64), np.zeros(2, np.int64))
+
+
+@njit(cache=True)
+def _merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, budget):
     """Run up to `budget` merges; stop early when the vocabulary has `max_tokens` tokens or no pair
     occurs `min_frequency` times, or when the next merge needs more room than the pair table, the
-    chains or the heap have (then ``n[NEED]`` and ``n[LIVE]`` say how much, and the caller calls
-    `rebuild`). Returns (STOPPED, BUDGET_USED or NEEDS_ROOM, tokens), grown.
-
-    Nothing here allocates the large arrays: `rebuild` does, once the caller has let go of the old
-    ones, so that old and new never take memory at the same time."""
+    chains or the heap have (then ``n[NEED]`` and ``n[LIVE]`` say how much, for `rebuild`). Returns
+    (STOPPED, BUDGET_USED or NEEDS_ROOM, tokens), grown. Nothing here allocates the large arrays."""
     for _ in range(budget):
         if n[N_TOKENS] >= max_tokens:
             return STOPPED, tokens
