@@ -669,6 +669,33 @@ def _chain_length(chains, e):
     return length
 
 
+@njit(**NO_REFCOUNT)
+def _drop_pairs(pairs, chains, n):
+    """Drop, in place, the pairs that are merged or below the floor (see `_above_floor`): the others
+    move down (renumbered in order), their chain entries go on the free list, the index is rebuilt.
+    The heap's pair numbers are stale after this: the caller rebuilds it."""
+    floor = n[FLOOR]
+    q = 0
+    for p in range(n[N_PAIRS]):
+        if pairs.count[p] >= floor and not pairs.merged[p]:
+            pairs.key[q], pairs.count[q], pairs.head[q], pairs.merged[q], pairs.mark[q] = (
+                pairs.key[p], pairs.count[p], pairs.head[p], False, -1)
+            q += 1
+        else:
+            e = pairs.head[p]
+            while e != -1:
+                after = chains.next[e]
+                chains.next[e] = n[FREE]
+                n[FREE] = e
+                n[N_FREE] += 1
+                e = after
+    n[N_PAIRS] = q
+    for s in range(pairs.index.shape[0]):
+        pairs.index[s] = -1
+    for p in range(q):
+        pairs.index[_slot(pairs, pairs.key[p])] = p
+
+
 @njit(cache=True, inline="always")
 def _fits(n, pairs, chains, heap, occ):
     """Is there room for a merge of `occ` occurrences? Each makes at most 2 chain entries, and at most
@@ -728,9 +755,18 @@ def _merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, b
             occ = min(occ, _chain_length(chains, pairs.head[best]))
         if n[N_CHAIN] + 2 * occ >= 2**31 - 1 or n[N_PAIRS] + 2 * occ >= 2**31 - 1:
             raise ValueError("too many pairs or pair occurrences for int32 chains and pair numbers (over 2**31)")
+        crowded = False
         if not _fits(n, pairs, chains, heap, occ):
-            _rebuild_heap(heap, n, pairs, tokens)  # first drop the heap's stale entries (no allocation)
-        if not _fits(n, pairs, chains, heap, occ):
+            # First what needs no allocation: drop the heap's stale entries, and when the pair table is
+            # full, the pairs below the floor (in place; much cheaper than a rebuild, which also
+            # counts every pair of every word again). Pairs are renumbered: `best` is found again.
+            _rebuild_heap(heap, n, pairs, tokens)
+            if n[N_PAIRS] + min(2 * occ, 2 * n[N_TOKENS] + 2) > pairs.key.shape[0]:
+                _drop_pairs(pairs, chains, n)
+                _rebuild_heap(heap, n, pairs, tokens)
+                best = _best_pair(heap, n, pairs, tokens)
+                crowded = 4 * (pairs.key.shape[0] - n[N_PAIRS]) < n[N_PAIRS]  # little room won: resize
+        if not _fits(n, pairs, chains, heap, occ) or crowded:
             live = 0
             for p in range(n[N_PAIRS]):
                 if pairs.count[p] > 0 and not pairs.merged[p]:
