@@ -12,15 +12,22 @@ and the changes are applied. A max-heap of pairs (`Heap`), ordered by count and 
 bytes, finds the next merge; an entry whose count changed since it was pushed is refreshed when it
 reaches the top (lazy invalidation).
 
-Arrays grow inside the kernels (doubling, like a Python list) and the kernels return the grown
-tuples. The plain twin these are held to is `npgpt.reference.train`.
+Memory. The counting table grows inside its kernels (doubling, like a Python list), which return
+the grown tuples. The merge loop's arrays do not grow: when the next merge lacks room, the caller
+lets go of the pair table, chains and heap, and `rebuild` makes them again from the words as they
+are then, sized to what they hold (merging leaves behind pairs that no longer occur and chain
+entries of words that no longer hold the pair, which a fresh count does not have). Pairs that occur
+fewer than a floor (2) times stay out of the table until no pair reaches it (`_above_floor`), and a
+full pair table first drops them in place (`_drop_pairs`). So old and new arrays never take memory
+at the same time, and the arrays are sized to the live pairs, not to every pair ever seen. The
+plain twin these are held to is `npgpt.reference.train`.
 
 Speed notes. The state travels as NamedTuples of arrays, which numba passes like any tuple; but each
 array in a tuple carries a reference count, and numba updates those counts whenever a tuple is
 rebound or handed to a function that may allocate -- 10-20 ns per array, which at millions of
 pieces and pair updates cost more than the work itself. So (1) no per-piece or per-word loop
-rebinds a tuple: room is made before a loop (`train_merges`, with a bound on what one merge can
-add) or the loop stops when full and its caller grows (`_count_run`); and (2) the hot kernels that
+rebinds a tuple: room is made before a loop (`_merges`, with a bound on what one merge can add) or
+the loop stops when full and its caller grows (`_count_run`, `_count_pairs`); and (2) the hot kernels that
 allocate nothing are compiled with ``_nrt=False`` (no reference counting at all; numba's own flag,
 used here because these kernels only read and write arrays their caller owns). This halves the
 merge loop's time.
@@ -817,7 +824,7 @@ def _count_pairs(corpus, pairs, chains, n, w):
 def _room(live, occ, grow, spare):
     """Room to leave for new pairs and heap entries after a rebuild, with `live` pairs from `occ`
     adjacent symbols, when the next merge may make `grow`. A rebuild costs time in proportion to
-    `occ`, so the room grows with it: rebuilds stay rare (a dozen or so in 50,000 merges)."""
+    `occ`, so the room grows with it: rebuilds stay rare (6 in 50,000 merges on the shared corpus)."""
     return max(grow, live // 2, occ // 16, 1024) if spare else grow
 
 
