@@ -250,7 +250,8 @@ LIVE = 11  # pairs in the table that occur (count > 0, not merged), when train_m
 NEED = 12  # chain entries the next merge may add, ditto
 FLOOR = 13  # pairs that occur fewer times are left out of the table and the heap (see `rebuild`)
 ALL_PAIRS = 14  # pairs the last rebuild counted, those left out included (to size the next one)
-N_COUNTERS = 15
+CHAIN_ROOM = 15  # the most chain entries a rebuild has made room for
+N_COUNTERS = 16
 
 STOPPED, BUDGET_USED, NEEDS_ROOM = 1, 2, 3  # why train_merges returned
 
@@ -897,6 +898,9 @@ def rebuild(corpus, tokens, n, spare):
     guess = max(n[LIVE], n[ALL_PAIRS])
     pairs = _new_pairs(guess + _room(guess, occ, grow, spare))
     size = occ + (max(need, occ // 8) + 1024 if spare else need)
+    if spare:  # later rebuilds may use what the first one took (the peak memory comes early): fewer rebuilds
+        size = max(size, min(n[CHAIN_ROOM], occ + occ // 2))
+        n[CHAIN_ROOM] = max(n[CHAIN_ROOM], size)
     chains = Chains(np.empty(size, np.int32), np.empty(size, np.int32))
     n[N_PAIRS] = n[N_CHAIN] = n[N_FREE] = n[HEAP_SIZE] = 0
     n[FREE] = -1
