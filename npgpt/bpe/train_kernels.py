@@ -826,7 +826,7 @@ def _room(live, occ, grow, spare):
     """Room to leave for new pairs and heap entries after a rebuild, with `live` pairs from `occ`
     adjacent symbols, when the next merge may make `grow`. A rebuild costs time in proportion to
     `occ`, so the room grows with it: rebuilds stay rare (6 in 50,000 merges on the shared corpus)."""
-    return max(grow, live // 2, occ // 16, 1024) if spare else grow
+    return max(grow, live, occ // 16, 1024) if spare else grow
 
 
 @njit(cache=True)
