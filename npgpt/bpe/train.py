@@ -210,8 +210,6 @@ def _text_blocks(path: Path, bar) -> Iterator[str]:
 def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: str, num_threads: int | None,
                progress: bool):
     """Count the pre-tokens of every source into one `train_kernels.Words` (see `count_pretokens`)."""
-    from tqdm import tqdm
-
     from npgpt.bpe import merge_kernels
     from npgpt.bpe import train_kernels as k
 
@@ -236,8 +234,7 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
                 words = _count_regex(words, source, specials, pattern, bar)
         return words
 
-    disable = not progress or None  # None: tqdm shows the bar only on a terminal
-    with tqdm(total=total, unit="B", unit_scale=True, desc="counting", disable=disable, file=sys.stderr) as bar:
+    with _progress_bar(progress, total=total, unit="B", unit_scale=True, desc="counting") as bar:
         if threads == 1:
             return count(sources, bar)
         # Sources are shared out between threads, each with its own table; the tables are then added
@@ -250,6 +247,29 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     for other in parts[1:]:
         words = k.merge_counts(words, other)
     return words
+
+
+class _NoBar:
+    """What `_progress_bar` gives when there is no bar to show: `update` does nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def _progress_bar(progress: bool, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr (shown only on a terminal), or, without `progress`, `_NoBar` (importing
+    tqdm takes a few ms of a run that may take a second in all)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(disable=None, file=sys.stderr, **kwargs)  # disable=None: shown only on a terminal
 
 
 def _check_specials(special_tokens: Iterable[str]) -> list[str]:
@@ -356,8 +376,6 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
                       min_frequency: int = 1, progress: bool = True) -> Encoding:
     """The merge loop of `train_bpe`, on pre-tokens counted already (a `train_kernels.Words` table,
     as `_count_all` builds it, or as `npgpt.distributed` merges it from many machines' counts)."""
-    from tqdm import tqdm
-
     from npgpt.bpe import train_kernels as k
 
     # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
@@ -376,8 +394,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     corpus, tokens, n = k.new_state(sym, start, length, freq)
     n[k.FLOOR] = max(2, min(int(min_frequency), 2**62))  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
-    disable = not progress or None
-    with tqdm(total=max_tokens - 256, unit="token", desc="merging", disable=disable, file=sys.stderr) as bar:
+    with _progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as bar:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
         while status != k.STOPPED:
             fresh = status == k.NEEDS_ROOM
