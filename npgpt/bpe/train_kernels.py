@@ -71,23 +71,14 @@ def new_words(capacity: int = 1 << 12) -> Words:
 
 @njit(cache=True, nogil=True)
 def _grow(a, size):
-    """`a` copied into a larger array of at least `size` entries (doubling; the tail is unset)."""
+    """`a` copied into a larger array of at least `size` entries (doubling; the tail is unset).
+
+    Copies in a loop: a slice assignment makes numba compile its shape check, whose error message
+    pulls in its string formatting: seconds of the trainer's first compile, for every dtype."""
     n = a.shape[0]
     while n < size:
         n *= 2
     out = np.empty(n, a.dtype)
-    for i in range(a.shape[0]):  # a loop, not ``out[:len(a)] = a``: see `_resize`
-        out[i] = a[i]
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _resize(a, size):
-    """`a` copied into an array of `size` entries (the tail is unset).
-
-    Copies in a loop: a slice assignment makes numba compile its shape check, whose error message
-    pulls in its string formatting: seconds of the trainer's first compile, for every dtype."""
-    out = np.empty(size, a.dtype)
     for i in range(a.shape[0]):
         out[i] = a[i]
     return out
@@ -375,7 +366,7 @@ def _room_for_pairs(pairs, n, extra):
     """`pairs` grown to room for `extra` more pairs."""
     n_pairs = n[N_PAIRS]
     grown = _new_pairs(n_pairs + extra)
-    for p in range(n_pairs):  # (a loop, not slice assignments: see `_resize`)
+    for p in range(n_pairs):  # (a loop, not slice assignments: see `_grow`)
         grown.key[p], grown.count[p], grown.head[p], grown.merged[p], grown.mark[p] = (
             pairs.key[p], pairs.count[p], pairs.head[p], pairs.merged[p], pairs.mark[p])
     for p in range(n_pairs):  # rehash: slot numbers depend on the table size
@@ -580,7 +571,7 @@ def _token_for(tokens, n, a, b):
             while index[2 * s] != -1:
                 s = (s + 1) & mask
             index[2 * s], index[2 * s + 1] = np.int64(h >> np.uint64(1)), t
-    for i in range(la):  # (loops, not slice assignments: see `_resize`)
+    for i in range(la):  # (loops, not slice assignments: see `_grow`)
         pool[start + i] = pool[off[a] + i]
     for i in range(lb):
         pool[start + la + i] = pool[off[b] + i]
