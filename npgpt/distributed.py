@@ -180,7 +180,8 @@ def train_bpe(shards: Iterable[str | os.PathLike], vocab_size: int, special_toke
 
     pattern = pattern or GPT2_PATTERN
     specials = _check_training(vocab_size, special_tokens, min_frequency)
-    words = _counted(shards, specials, pattern, connect(client)).result()
-    return train_from_counts(words, int(vocab_size), specials, pattern=pattern, min_frequency=int(min_frequency),
-                             progress=progress)
+    # The counts go straight in, held by no name here, so that train_from_counts can free them
+    # before the merge loop's arrays are made (as `npgpt.train_bpe` does).
+    return train_from_counts(_counted(shards, specials, pattern, connect(client)).result(), int(vocab_size),
+                             specials, pattern=pattern, min_frequency=int(min_frequency), progress=progress)
 
