@@ -477,13 +477,13 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
-AHEAD = 16  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
+AHEAD = 64  # pieces the encode kernel scans in a batch, before it encodes them
 
 
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
     `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap), then
-    ``5 * AHEAD`` for the encode kernel's ring of pieces scanned ahead."""
+    ``5 * AHEAD`` for the encode kernel's batch of pieces scanned ahead."""
     return np.empty(9 * max(longest, 1) + 5 * AHEAD, np.int64)
 
 
@@ -609,10 +609,10 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
     merged alone), and the result goes into the cache.
 
-    The scanner runs `AHEAD` pieces ahead of the piece being encoded, in a ring (in `work`) of each
-    piece's bounds, first words and home slot, and asks for that slot's cache line (`prefetch`) as soon
-    as it is known: a probe that would wait for memory finds its line on the way or there. The probe
-    itself is unchanged, so the ids are too.
+    The scanner works in batches of up to `AHEAD` pieces, noting each piece's bounds, first words and
+    home slot (in `work`), and asks for that slot's cache line (`prefetch`) as soon as it is known;
+    then the batch is encoded: a probe that would wait for memory finds its line on the way or there.
+    The probe itself is unchanged, so the ids are too.
 
     The kernel stops early in two cases, returning why, and the caller calls again: `state`
     (``[row, position, ids written]``, zeros at first) carries on where it stopped.
@@ -627,7 +627,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
     longest = (work.shape[0] - 5 * AHEAD) // 9
-    ring = work[9 * longest : 9 * longest + 5 * AHEAD]  # (start, end, home slot, words) of the pieces ahead
+    batch = work[9 * longest : 9 * longest + 5 * AHEAD]  # (start, end, home slot, words) of a batch
     slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
@@ -637,28 +637,32 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             continue
         scanned = max(segments[k, 0], state[1])
         end = min(segments[k, 1], buf.shape[0])
-        head = tail = 0  # pieces taken from the ring, and put in it
+        head = tail = 0  # pieces taken from the batch, and put in it
         while True:
-            # Scan ahead and ask for the slots' cache lines now, so that a slot not in cache is on its
-            # way while the pieces before it are encoded. A hint only: the probe is the same after.
-            while tail - head < AHEAD and scanned < end:
-                q = piece_end(buf, scanned, end, classes) if scan_segments else end
-                r = 5 * (tail & (AHEAD - 1))
-                put(ring, r, scanned)
-                put(ring, r + 1, q)
-                if 1 < q - scanned <= longest:
-                    w0, w1 = piece_words(buf, scanned, q - scanned)
-                    home = piece_slot(buf, scanned, q, w0, w1, shift)
-                    put(ring, r + 2, home)
-                    put(ring, r + 3, np.int64(w0))
-                    put(ring, r + 4, np.int64(w1))
-                    prefetch(slots, 4 * home)
-                tail += 1
-                scanned = q
             if head == tail:
-                break
-            r = 5 * (head & (AHEAD - 1))
-            p, q = at(ring, r), at(ring, r + 1)
+                # Scan a batch of pieces and ask for each one's slot (`prefetch`) as soon as its home is
+                # known, then encode the batch: a slot not in cache is on its way while the pieces before
+                # it are encoded. A hint only: the probe is the same after. (Two tight loops, each with
+                # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
+                head = tail = 0
+                while tail < AHEAD and scanned < end:
+                    q = piece_end(buf, scanned, end, classes) if scan_segments else end
+                    r = 5 * tail
+                    put(batch, r, scanned)
+                    put(batch, r + 1, q)
+                    if 1 < q - scanned <= longest:
+                        w0, w1 = piece_words(buf, scanned, q - scanned)
+                        home = piece_slot(buf, scanned, q, w0, w1, shift)
+                        put(batch, r + 2, home)
+                        put(batch, r + 3, np.int64(w0))
+                        put(batch, r + 4, np.int64(w1))
+                        prefetch(slots, 4 * home)
+                    tail += 1
+                    scanned = q
+                if tail == 0:
+                    break
+            r = 5 * head
+            p, q = at(batch, r), at(batch, r + 1)
             head += 1
             n = q - p
             if n == 1:
@@ -668,8 +672,8 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 state[0], state[1], state[2] = k, p, o
                 return n
             else:
-                w0, w1 = np.uint64(at(ring, r + 3)), np.uint64(at(ring, r + 4))
-                t = piece_probe(cache, buf, p, q, w0, w1, at(ring, r + 2))
+                w0, w1 = np.uint64(at(batch, r + 3)), np.uint64(at(batch, r + 4))
+                t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 2))
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:
