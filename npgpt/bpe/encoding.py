@@ -372,9 +372,9 @@ class Encoding:
         """What every encode path starts from: the UTF-8 bytes of `text` (checked for disallowed special
         tokens) and its rows ``(start, end, special_id)`` (see `_segments`)."""
         text = _check_text(text)
-        if disallowed:
-            check_disallowed(text, disallowed)
         buf = to_utf8(text)
+        if disallowed:
+            check_disallowed(text, disallowed, buf)
         # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
         return buf, self._segments(buf, allowed) if allowed else _WHOLE_TEXT
