@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import at, load_u64, piece_end, prefetch, put, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, next_end, prefetch, put, store_u64, width_of
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -600,7 +600,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
 
     `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
     emits that id (a special token). Otherwise ``buf[start:end]`` is ordinary text: with
-    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.piece_end`),
+    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.next_end`),
     pieces going straight to the merge loop with no list of pieces ever built; without, the row is
     one piece already cut by the `regex` module (the path for custom patterns). Pieces never cross
     a row's end, which is how the regex sees a text cut at special tokens.
@@ -638,6 +638,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
         scanned = max(segments[k, 0], state[1])
         end = min(segments[k, 1], buf.shape[0])
         head = tail = 0  # pieces taken from the batch, and put in it
+        base, ends = scanned, np.uint64(0)  # the scanner's 64 bytes at once (`next_end`)
         while True:
             if head == tail:
                 # Scan a batch of pieces and ask for each one's slot (`prefetch`) as soon as its home is
@@ -646,7 +647,10 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
                 head = tail = 0
                 while tail < AHEAD and scanned < end:
-                    q = piece_end(buf, scanned, end, classes) if scan_segments else end
+                    if scan_segments:
+                        q, base, ends = next_end(buf, scanned, end, classes, base, ends)
+                    else:
+                        q = end
                     r = 5 * tail
                     put(batch, r, scanned)
                     put(batch, r + 1, q)
