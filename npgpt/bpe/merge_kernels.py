@@ -605,9 +605,9 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     one piece already cut by the `regex` module (the path for custom patterns). Pieces never cross
     a row's end, which is how the regex sees a text cut at special tokens.
 
-    Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
-    the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
-    merged alone), and the result goes into the cache.
+    Each piece: one probe of `cache` (`PieceCache`: the tokens, single bytes included, and the pieces
+    met before); else `encode_split` (runs that merges cannot cross, each merged alone), and the result
+    goes into the cache.
 
     The scanner works in batches of up to `AHEAD` pieces, noting each piece's bounds, first words and
     home slot (in `work`), and asks for that slot's cache line (`prefetch`) as soon as it is known;
@@ -654,7 +654,8 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                     r = 5 * tail
                     put(batch, r, scanned)
                     put(batch, r + 1, q)
-                    if 1 < q - scanned <= longest:
+                    if q - scanned <= longest:  # single bytes too: a branch on 1 byte or more is a guess a CPU
+                        # often gets wrong, and their home (unused) costs less than that
                         w0, w1 = piece_words(buf, scanned, q - scanned)
                         home = piece_slot(buf, scanned, q, w0, w1, shift)
                         put(batch, r + 2, home)
@@ -669,13 +670,10 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             p, q = at(batch, r), at(batch, r + 1)
             head += 1
             n = q - p
-            if n == 1:
-                put(out, o, at(byte_ids, at(buf, p)))
-                o += 1
-            elif n > longest:
+            if n > longest:
                 state[0], state[1], state[2] = k, p, o
                 return n
-            else:
+            else:  # single bytes too: they are in the table (`build_tables`), and one path is no guess
                 w0, w1 = np.uint64(at(batch, r + 3)), np.uint64(at(batch, r + 4))
                 t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 2))
                 if t >= 0:
@@ -715,7 +713,7 @@ class Tables(NamedTuple):
 
     byte_ids: np.ndarray  # int32[256]: the id of each single byte
     pairs: np.ndarray  # the pair table: (left, right) -> (rank, merged id)
-    tokens: PieceTable  # whole-piece table: the self-encoding tokens of two or more bytes
+    tokens: PieceTable  # whole-piece table: the self-encoding tokens
     joinable: np.ndarray  # bool[65536]: byte pairs that occur inside some token
     n_not_self_encoding: int  # tokens that BPE of their own bytes does not give back whole
     id_dtype: np.dtype  # the encode kernel's output dtype, in which the tables store ids
@@ -735,18 +733,19 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]], i
     merged = np.array([encoder[a + b] for a, b in merges], np.int32)
     cap = 1 << max(4, (2 * len(merges)).bit_length())  # at most half full
     pairs = build_pair_table(lefts, rights, merged, cap)
-    # Every mergeable token of two or more bytes; keep those that BPE gives back whole.
-    multi = sorted((i, b) for b, i in encoder.items() if len(b) > 1)
-    ids = np.array([i for i, _ in multi], np.int32)
-    lens = np.array([len(b) for _, b in multi], np.int64)
-    offsets = np.zeros(len(multi) + 1, np.int64)
+    # Every mergeable token; keep those that BPE gives back whole. (Single bytes too, which BPE always
+    # gives back: then the encode kernel probes the table for every piece, with no branch on its length.)
+    toks = sorted((i, b) for b, i in encoder.items())
+    ids = np.array([i for i, _ in toks], np.int32)
+    lens = np.array([len(b) for _, b in toks], np.int64)
+    offsets = np.zeros(len(toks) + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
-    pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
-    ok = np.zeros(len(multi), np.bool_)
+    pool = np.frombuffer(b"".join(b for _, b in toks), np.uint8)
+    ok = np.zeros(len(toks), np.bool_)
     self_encoding(pool, offsets, ids, byte_ids, pairs, scratch(int(lens.max(initial=1))), ok)
     # The tokens fill a tenth of the slots at most; the piece caches copy the table and take the rest
     # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
-    slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
+    slots = 1 << max(12, (10 * len(toks) + 2).bit_length())
     if id_dtype is None:
         id_dtype = np.uint16 if max(encoder.values(), default=0) < 2**16 else np.uint32
     id_dtype = np.dtype(id_dtype)
