@@ -181,8 +181,7 @@ def piece_slot(buf, start, end, w0, w1, shift):
     Multiply-xor over 8-byte words; the slot is the product's top bits (Fibonacci hashing), which
     depend on every bit of the input, unlike its low bits. Pieces up to 16 bytes: no loop.
     """
-    h = (w0 ^ np.uint64(end - start)) * _GOLDEN
-    h = ((h >> np.uint64(29)) ^ h ^ w1) * _MIX
+    h = ((w0 ^ np.uint64(end - start)) * _GOLDEN) ^ (w1 * _MIX)  # two products side by side, not in a row
     i = start + 16
     while i < end:
         h = ((h >> np.uint64(29)) ^ h ^ head_word(buf, i, end - i)) * _MIX
@@ -646,14 +645,14 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 # it are encoded. A hint only: the probe is the same after. (Two tight loops, each with
                 # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
                 head = tail = 0
+                first = scanned
                 while tail < AHEAD and scanned < end:
                     if scan_segments:
                         q, base, ends = next_end(buf, scanned, end, classes, base, ends)
                     else:
                         q = end
                     r = 5 * tail
-                    put(batch, r, scanned)
-                    put(batch, r + 1, q)
+                    put(batch, r + 1, q)  # (its start is the end before it)
                     if q - scanned <= longest:  # single bytes too: a branch on 1 byte or more is a guess a CPU
                         # often gets wrong, and their home (unused) costs less than that
                         w0, w1 = piece_words(buf, scanned, q - scanned)
@@ -667,7 +666,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 if tail == 0:
                     break
             r = 5 * head
-            p, q = at(batch, r), at(batch, r + 1)
+            p, q = first if head == 0 else at(batch, r - 4), at(batch, r + 1)
             head += 1
             n = q - p
             if n > longest:
