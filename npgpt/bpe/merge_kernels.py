@@ -649,43 +649,38 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             continue
         scanned = max(segments[k, 0], state[1])
         end = min(segments[k, 1], buf.shape[0])
-        head = tail = 0  # pieces taken from the batch, and put in it
         base, ends = scanned, np.uint64(0)  # the scanner's 64 bytes at once (`next_end`)
-        while True:
-            if head == tail:
-                # Scan a batch of pieces and ask for each one's slot (`prefetch`) as soon as its home is
-                # known, then encode the batch: a slot not in cache is on its way while the pieces before
-                # it are encoded. A hint only: the probe is the same after. (Two tight loops, each with
-                # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
-                head = tail = 0
-                first = scanned
-                while tail < AHEAD and scanned < end:
-                    if scan_segments:
-                        q, base, ends = next_end(buf, scanned, end, classes, base, ends)
-                    else:
-                        q = end
-                    r = 5 * tail
-                    put(batch, r + 1, q)  # (its start is the end before it)
-                    if q - scanned <= longest:  # single bytes too: a branch on 1 byte or more is a guess a CPU
-                        # often gets wrong, and their home (unused) costs less than that
-                        w0, w1 = piece_words(buf, scanned, q - scanned)
-                        home = piece_slot(buf, scanned, q, w0, w1, shift)
-                        put(batch, r + 2, home)
-                        put(batch, r + 3, np.int64(w0))
-                        put(batch, r + 4, np.int64(w1))
-                        prefetch(slots, 4 * home)
-                    tail += 1
-                    scanned = q
-                if tail == 0:
-                    break
-            r = 5 * head
-            p, q = first if head == 0 else at(batch, r - 4), at(batch, r + 1)
-            head += 1
-            n = q - p
-            if n > longest:
-                state[0], state[1], state[2] = k, p, o
-                return n
-            else:  # single bytes too: they are in the table (`build_tables`), and one path is no guess
+        while scanned < end:
+            # Scan a batch of pieces and ask for each one's slot (`prefetch`) as soon as its home is
+            # known, then encode the batch: a slot not in cache is on its way while the pieces before it
+            # are encoded. A hint only: the probe is the same after. (Two tight loops, each with
+            # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
+            first, tail = scanned, 0
+            while tail < AHEAD and scanned < end:
+                if scan_segments:
+                    q, base, ends = next_end(buf, scanned, end, classes, base, ends)
+                else:
+                    q = end
+                # Every piece, single bytes too: a branch on its length would be a guess a CPU often
+                # gets wrong. (A piece longer than `longest` is hashed for nothing: the kernel stops there.)
+                w0, w1 = piece_words(buf, scanned, q - scanned)
+                home = piece_slot(buf, scanned, q, w0, w1, shift)
+                r = 5 * tail
+                put(batch, r + 1, q)  # (its start is the end before it)
+                put(batch, r + 2, home)
+                put(batch, r + 3, np.int64(w0))
+                put(batch, r + 4, np.int64(w1))
+                prefetch(slots, 4 * home)
+                tail += 1
+                scanned = q
+            for j in range(tail):
+                r = 5 * j
+                p, q = first if j == 0 else at(batch, r - 4), at(batch, r + 1)
+                n = q - p
+                if n > longest:
+                    state[0], state[1], state[2] = k, p, o
+                    return n
+                # single bytes too: they are in the table (`build_tables`), and one path is no guess
                 w0, w1 = np.uint64(at(batch, r + 3)), np.uint64(at(batch, r + 4))
                 t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 2))
                 if t >= 0:
