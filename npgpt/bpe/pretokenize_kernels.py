@@ -15,19 +15,20 @@ read as a scanner says, at each position, try in order:
    a single space character before a non-space is a piece of its own (``\\s+``).
 
 Character classes come from `npgpt.bpe.unicode_tables` (built from `regex`, so the two paths agree).
-`piece_end` is the whole scanner (`next_end` adds a faster path for ASCII); `scan` collects piece
-boundaries; `split_gpt2` is a Python convenience used by the tests, which hold it to
-``regex.findall`` on arbitrary Unicode.
+`piece_end` is the whole scanner (`next_end` adds a faster path for ASCII and Cyrillic); `scan`
+collects piece boundaries; `split_gpt2` is a Python convenience used by the tests, which hold it
+to ``regex.findall`` on arbitrary Unicode.
 
 Every read is bounded by the segment end passed in (the 8-byte reads of `letter_run` and of
 `ascii_ends` included: they happen only when 8, and 64, bytes remain), and a UTF-8 sequence cut
 short by that end is read as one byte of class OTHER (Python's encoder never produces one).
 
-Speed (about 8x the plain loop; bench/encode.py "where the time goes"): ASCII text is cut 64 bytes
-at a time (`ascii_ends`: the classes of the bytes as bit masks, from which a few shifts give every
-piece end, with no branch per piece, whose type a CPU cannot guess); runs of ASCII letters are
-tested 8 bytes at a time in one 64-bit word (`not_ascii_letters`), and the kernels are compiled
-without numba's reference counting, which otherwise costs two atomic operations per piece.
+Speed (about 10x the plain loop; bench/encode.py "where the time goes"): ASCII text, and Cyrillic,
+is cut 64 bytes at a time (`ascii_ends`: the classes of the bytes as bit masks, from which a few
+shifts give every piece end, with no branch per piece, whose type a CPU cannot guess); elsewhere
+runs of ASCII letters are tested 8 bytes at a time in one 64-bit word (`not_ascii_letters`); and
+the kernels are compiled without numba's reference counting, which otherwise costs two atomic
+operations per piece.
 `next_end` is the scanner the kernels call: `ascii_ends` where it decides, else `piece_end`.
 """
 
@@ -303,6 +304,8 @@ def piece_end(buf, p, end, classes):
 
 _GATHER = np.uint64(0x0102040810204080)
 _SPACES = np.uint64(0x2020202020202020)
+_LEAD = np.uint64(0xD0D0D0D0D0D0D0D0)
+_PAIR = np.uint64(0xFEFEFEFEFEFEFEFE)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -323,21 +326,39 @@ def in_range(y, lo, hi):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def cyrillic_bytes(w):
+    """Top bit of each byte of `w` that is D0 or D1 (the lead byte of U+0400..U+047F), and of each
+    continuation byte (80..BF), as two masks. (``x + 0x7F`` on the low 7 bits, or x, has the top bit
+    clear only for a zero byte x, with no carry past the byte.)"""
+    x = (w ^ _LEAD) & _PAIR
+    leads = ~(((x & _LOW7) + _LOW7) | x) & _HIGH
+    return leads, w & ~(w << np.uint64(1)) & _HIGH
+
+
+@njit(cache=True, nogil=True, inline="always")
 def ascii_ends(buf, p, end):
     """The ends of the pieces from ``buf[p]`` (a piece start) that its next 64 bytes decide, as a mask:
     bit i set when a piece ends at p + i. 0 when it decides none, or fewer than 64 bytes are left, or
-    its first or last 8 are not all ASCII; contractions are not looked for (`next_end` cuts at an
-    apostrophe itself).
+    its first or last 8 hold bytes of other characters than ASCII and U+0400..U+047F; contractions
+    are not looked for (`next_end` cuts at an apostrophe itself).
 
     For ASCII the pattern comes down to the classes of three neighbours (exact, as the scanner tests
     hold): a piece starts where the class changes, except after a glued space (U+0020 before a
     character that is not space: every such space starts a piece, ` ?X+`); and at the last of two or
     more spaces before a character that is not space (``\\s+(?!\\S)``). Position i needs bytes i-1..i+1,
-    so the mask keeps positions up to two before the first byte that is not ASCII.
+    so the mask keeps positions up to two before the first byte of any other character. The two bytes
+    of a letter U+0400..U+047F (Cyrillic: every one of them is ``\\p{L}``, a test holds the class table
+    to it) count as two letters: a run of letters has no piece end inside, whatever their length.
     """
-    if p + 64 > end or (load_u64(buf, p) | load_u64(buf, p + 56)) & _HIGH != 0:
-        return np.uint64(0)  # (a block that starts or ends with bytes that are not ASCII: not worth it)
-    letters = numbers = spaces = blanks = high = np.uint64(0)
+    if p + 64 > end:
+        return np.uint64(0)
+    first, last = load_u64(buf, p), load_u64(buf, p + 56)
+    if (first | last) & _HIGH != 0:  # a block that starts or ends with bytes of other characters: no
+        for w in (first, last):
+            leads, conts = cyrillic_bytes(w)
+            if w & _HIGH & ~(leads | conts) != 0:
+                return np.uint64(0)
+    letters = numbers = spaces = blanks = high = lead = cont = np.uint64(0)
     for j in range(8):
         w = load_u64(buf, p + 8 * j)
         y = w & _LOW7
@@ -349,8 +370,15 @@ def ascii_ends(buf, p, end):
         blanks |= top_bits(blank) << at8
         spaces |= top_bits((in_range(y, 9, 13) | blank) & asc) << at8  # \s in ASCII: 9..13 and 32
         high |= top_bits(w & _HIGH) << at8
-    other = ~(letters | numbers | spaces)
+        leads, conts = cyrillic_bytes(w)
+        lead |= top_bits(leads) << at8
+        cont |= top_bits(conts) << at8
     one = np.uint64(1)
+    cyrillic = lead & (cont >> one)  # a lead byte and the continuation after it: one letter
+    cyrillic |= cyrillic << one
+    letters |= cyrillic
+    high &= ~cyrillic
+    other = ~(letters | numbers | spaces)
     change = ((letters ^ (letters << one)) | (numbers ^ (numbers << one)) | (spaces ^ (spaces << one))
               | (other ^ (other << one)))
     glued = blanks & ~(spaces >> one)  # a space before something that is not space
