@@ -591,19 +591,6 @@ def encode_split(buf, start, end, byte_ids, pairs, table, joinable, work, out, o
     return o
 
 
-@njit(cache=True, nogil=True)
-def encode_new(buf, p, q, w0, w1, byte_ids, pairs, cache, joinable, work, out, o):
-    """`encode_split` of a piece not in `cache` (its first words `w0`, `w1`), and put it there; return
-    the new `o`, or -1 when the cache has no room but pieces to drop (nothing put, `out` unchanged
-    but for ids the caller writes again). Out of line: the encode loop keeps its registers."""
-    o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
-    if q - p <= SCRATCH and not piece_put(cache, buf, p, q, w0, w1, out[o:o2], o2 - o):
-        if cache[2][0] > cache[2][5]:
-            return -1
-        # else even an empty cache has no room for this piece: leave it out
-    return o2
-
-
 # _nrt=False: this kernel allocates nothing (the caller passes every array), and without it numba
 # counts references to each array at every inlined helper: two atomic operations per piece.
 @njit(cache=True, nogil=True, _nrt=False)
@@ -686,10 +673,12 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:
-                    o2 = encode_new(buf, p, q, w0, w1, byte_ids, pairs, cache, joinable, work, out, o)
-                    if o2 < 0:  # no room, and pieces to drop: empty it, come back
-                        state[0], state[1], state[2] = k, p, o
-                        return -1
+                    o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
+                    if n <= SCRATCH and not piece_put(cache, buf, p, q, w0, w1, out[o:o2], o2 - o):
+                        if cache[2][0] > cache[2][5]:  # no room, and pieces to drop: empty it, come back
+                            state[0], state[1], state[2] = k, p, o
+                            return -1
+                        # else even an empty cache has no room for this piece: leave it out
                     o = o2
         state[1] = 0
     state[0], state[1], state[2] = segments.shape[0], 0, o

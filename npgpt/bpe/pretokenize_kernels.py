@@ -266,7 +266,9 @@ def space_run(buf, p, r, end, classes):
     return r
 
 
-@njit(cache=True, nogil=True, inline="always")
+# Not inlined into its callers (`next_end`): a call per piece that `ascii_ends` leaves to it, and a
+# first run that compiles the encode kernel in about 8 s instead of 12.
+@njit(cache=True, nogil=True, _nrt=False)
 def piece_end(buf, p, end, classes):
     """End (exclusive) of the GPT-2 pre-token that starts at ``buf[p]``; requires ``p < end``.
 
@@ -407,7 +409,7 @@ def next_end(buf, p, end, classes, base, ends):
 
 
 # _nrt=False: this kernel allocates nothing, and without it numba counts references to `buf` and
-# `classes` on every inlined `piece_end` (two atomic operations per piece, half the scanner's time).
+# `classes` on every inlined helper (two atomic operations per piece, half the scanner's time).
 @njit(cache=True, nogil=True, _nrt=False)
 def scan(buf, start, end, classes, bounds):
     """Write the piece boundaries of ``buf[start:end]`` into `bounds` (start, then each piece's end).
