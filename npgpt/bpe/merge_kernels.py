@@ -482,8 +482,8 @@ AHEAD = 64  # pieces the encode kernel scans in a batch, before it encodes them
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
     `merge_bytes` cuts into its seven work arrays (one argument, so a kernel call stays cheap), then
-    ``5 * AHEAD`` for the encode kernel's batch of pieces scanned ahead."""
-    return np.empty(9 * max(longest, 1) + 5 * AHEAD, np.int64)
+    ``4 * AHEAD`` for the encode kernel's batch of pieces scanned ahead."""
+    return np.empty(9 * max(longest, 1) + 4 * AHEAD, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -608,7 +608,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     met before); else `encode_split` (runs that merges cannot cross, each merged alone), and the result
     goes into the cache.
 
-    The scanner works in batches of up to `AHEAD` pieces, noting each piece's bounds, first words and
+    The scanner works in batches of up to `AHEAD` pieces, noting each piece's end, first words and
     home slot (in `work`), and asks for that slot's cache line (`prefetch`) as soon as it is known;
     then the batch is encoded: a probe that would wait for memory finds its line on the way or there.
     The probe itself is unchanged, so the ids are too.
@@ -625,8 +625,8 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     """
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
-    longest = (work.shape[0] - 5 * AHEAD) // 9
-    batch = work[9 * longest : 9 * longest + 5 * AHEAD]  # (start, end, home slot, words) of a batch
+    longest = (work.shape[0] - 4 * AHEAD) // 9
+    batch = work[9 * longest : 9 * longest + 4 * AHEAD]  # (end, home slot, first two words) of each piece
     slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
@@ -652,24 +652,24 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 # gets wrong. (A piece longer than `longest` is hashed for nothing: the kernel stops there.)
                 w0, w1 = piece_words(buf, scanned, q - scanned)
                 home = piece_slot(buf, scanned, q, w0, w1, shift)
-                r = 5 * tail
-                put(batch, r + 1, q)  # (its start is the end before it)
-                put(batch, r + 2, home)
-                put(batch, r + 3, np.int64(w0))
-                put(batch, r + 4, np.int64(w1))
+                r = 4 * tail
+                put(batch, r, q)  # (its start is the end before it)
+                put(batch, r + 1, home)
+                put(batch, r + 2, np.int64(w0))
+                put(batch, r + 3, np.int64(w1))
                 prefetch(slots, 4 * home)
                 tail += 1
                 scanned = q
             for j in range(tail):
-                r = 5 * j
-                p, q = first if j == 0 else at(batch, r - 4), at(batch, r + 1)
+                r = 4 * j
+                p, q = first if j == 0 else at(batch, r - 4), at(batch, r)
                 n = q - p
                 if n > longest:
                     state[0], state[1], state[2] = k, p, o
                     return n
                 # single bytes too: they are in the table (`build_tables`), and one path is no guess
-                w0, w1 = np.uint64(at(batch, r + 3)), np.uint64(at(batch, r + 4))
-                t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 2))
+                w0, w1 = np.uint64(at(batch, r + 2)), np.uint64(at(batch, r + 3))
+                t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 1))
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:
