@@ -266,6 +266,20 @@ def space_run(buf, p, r, end, classes):
     return r
 
 
+@njit(cache=True, nogil=True, inline="always")
+def contraction(buf, p, end):
+    """Length of the contraction at ``buf[p]`` (an apostrophe): 2 for 's 't 'm 'd, 3 for 're 've 'll, else 0."""
+    if p + 1 < end:
+        b1 = at(buf, p + 1)
+        if b1 == 115 or b1 == 116 or b1 == 109 or b1 == 100:  # s t m d
+            return 2
+        if p + 2 < end:
+            b2 = at(buf, p + 2)
+            if (b2 == 101 and (b1 == 114 or b1 == 118)) or (b1 == 108 and b2 == 108):  # re ve ll
+                return 3
+    return 0
+
+
 # Not inlined into its callers (`next_end`): a call per piece that `ascii_ends` leaves to it, and a
 # first run that compiles the encode kernel in about 8 s instead of 12.
 @njit(cache=True, nogil=True, _nrt=False)
@@ -282,14 +296,10 @@ def piece_end(buf, p, end, classes):
             c1, w1 = char_at(buf, p + 1, end, classes)
             if c1 != SPACE:
                 c, r = c1, p + 1 + w1
-        elif b == _APOSTROPHE and p + 1 < end:  # contractions: 's 't 'm 'd 're 've 'll
-            b1 = at(buf, p + 1)
-            if b1 == 115 or b1 == 116 or b1 == 109 or b1 == 100:  # s t m d
-                return p + 2
-            if p + 2 < end:
-                b2 = at(buf, p + 2)
-                if (b2 == 101 and (b1 == 114 or b1 == 118)) or (b1 == 108 and b2 == 108):  # re ve ll
-                    return p + 3
+        elif b == _APOSTROPHE:  # contractions: 's 't 'm 'd 're 've 'll
+            n = contraction(buf, p, end)
+            if n != 0:
+                return p + n
     else:
         c, w = char_at(buf, p, end, classes)
         r = p + w
@@ -394,14 +404,18 @@ def next_end(buf, p, end, classes, base, ends):
     returns the end and the ``(base, ends)`` to pass on with it (at first: `p` and 0).
 
     Exact: `ascii_ends` decides the same ends as `piece_end`, but for contractions, which can only
-    start at a piece starting with an apostrophe: that one goes to `piece_end`, and `ends` drops
-    the ends it passed.
+    start at a piece starting with an apostrophe: there `contraction` decides, and `ends` drops the
+    ends the contraction passed.
     """
     if ends == 0:
         base, ends = p, ascii_ends(buf, p, end)
-    if ends != 0 and at(buf, p) != _APOSTROPHE:
-        return base + np.int64(ctz(ends)), base, ends & (ends - np.uint64(1))
-    q = piece_end(buf, p, end, classes)
+    if ends != 0:
+        n = contraction(buf, p, end) if at(buf, p) == _APOSTROPHE else 0
+        if n == 0:
+            return base + np.int64(ctz(ends)), base, ends & (ends - np.uint64(1))
+        q = p + n
+    else:
+        q = piece_end(buf, p, end, classes)
     if ends != 0:  # drop the ends up to q (all of them past bit 62)
         d = q - base
         ends = ends & ~((np.uint64(2) << np.uint64(d)) - np.uint64(1)) if d < 63 else np.uint64(0)
