@@ -166,7 +166,7 @@ def test_build_tables_refuses_ids_that_do_not_fit():
 @given(st.lists(st.sampled_from(["a", " b", " word", "!", "\n", "x" * 300, "<|endoftext|>", " привет", "漢字"]),
                 max_size=60))
 def test_kernel_resumes_where_it_stopped(enc, ref, parts):
-    """The kernel scans up to AHEAD pieces ahead of the one it encodes; when it stops (a piece longer than
+    """The kernel scans a batch of up to AHEAD pieces before it encodes them; when it stops (a piece longer than
     its work space, a full cache) it must resume at the piece it was encoding, not at the scan."""
     text = "".join(parts)
     cache = mk.PieceCache(enc._get_tables().tokens, pool_bytes=64, pool_ids=8)  # tiny pools: many resets

@@ -187,3 +187,16 @@ def test_safe_cut_utf8_falls_back_to_the_scanner_and_checks_utf8():
     bad = "字".encode() * 5000 + b"\xff" + "字".encode() * 5000
     with pytest.raises(ValueError, match=r"not UTF-8: byte 15000 \(0xff\)"):
         pretokenize.safe_cut_utf8(bad, len(bad) - 1)
+
+
+@given(st.text(alphabet="<|ab\ufffd\ud800\udc00 ", max_size=12), st.sampled_from(["<|a", "\ufffd", "|\ud800", "", "b"]))
+def test_check_disallowed_with_the_utf8_bytes_decides_as_without(text, token):
+    """The UTF-8 bytes only let the check skip a token whose lead byte is absent: the same answer."""
+    def raises(**kw):
+        try:
+            pretokenize.check_disallowed(text, frozenset({token}), **kw)
+        except ValueError:
+            return True
+        return False
+
+    assert raises(buf=pretokenize.to_utf8(text)) == raises() == (token in text)

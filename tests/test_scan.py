@@ -34,7 +34,38 @@ def test_scanner_equals_regex(text):
     assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text)
 
 
-@given(st.binary(max_size=64))
+# Long mostly-ASCII text, for `ascii_ends` (64 bytes at once): every ASCII class, contractions and
+# near misses, runs of spaces, and the characters that end a block early (not ASCII, spaces among them).
+ascii_blocks = st.lists(st.sampled_from([
+    " ", "  ", "\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "'", "'s", "'re", "'ll", "'d", "'x", "'S",
+    "a", "word", "Abcdefghijklmnopq", "7", "123", "!", "?!", ".", "-", "@", "[", "`", "{", "\x7f", "\x00",
+    "é", "\u00a0", "\u3000", "漢", "²", "😀",
+    "слово", " Я", "ё", "\u0400", "\u047f", "\u0480", "\u0482", "\u0483", "Ҋ", "Ӂ", "ա",
+]), min_size=20, max_size=200).map("".join)
+
+
+@given(ascii_blocks)
+@example("x" * 62 + " \u00a0 y" + " z" * 40)
+@example("I'm here, don't you  see?\n\tThe  quick brown fox's 'll jumps " * 3)
+def test_scanner_equals_regex_on_long_ascii(text):
+    assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text)
+
+
+def test_cyrillic_block_is_all_letters():
+    """`ascii_ends` counts the two bytes of U+0400..U+047F (lead byte D0 or D1) as letters."""
+    assert (unicode_tables.char_classes()[0x400:0x480] == unicode_tables.LETTER).all()
+
+
+def test_scanner_equals_regex_on_every_ascii_byte_between_neighbours():
+    """Each ASCII byte between two neighbours of every kind, at many places of a 64-byte block."""
+    kinds = ["a", "Z", "5", " ", "  ", "\n", "\t", "'", "!", "é", "ж", "\u0482", ""]
+    for left in kinds:
+        for right in kinds:
+            text = "".join(left + chr(b) + right + " w" for b in range(128))
+            assert split_gpt2(text) == regex.findall(GPT2_PATTERN, text), (left, right)
+
+
+@given(st.binary(max_size=300))
 @example(b"\xf7\xbf\xbf\xbf")  # a code point of 0x1FFFFF: past the end of the class table
 def test_scanner_on_any_bytes_stays_in_bounds(data):
     """Not UTF-8 never reaches the scanner from the library, but the kernel must still read nothing

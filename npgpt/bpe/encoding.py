@@ -391,9 +391,9 @@ class Encoding:
             buf = to_utf8(text)
             self._refuse_disallowed(text, np.frombuffer(buf, np.uint8), disallowed)
             return buf, _WHOLE_TEXT
-        if disallowed:
-            check_disallowed(text, disallowed)
         buf = to_utf8(text)
+        if disallowed:
+            check_disallowed(text, disallowed, buf)
         # No special token allowed: the whole text is one ordinary row (shared, read-only; a row may
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
         return buf, self._segments(buf, allowed) if allowed else _WHOLE_TEXT

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import at, load_u64, piece_end, prefetch, put, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import at, load_u64, next_end, prefetch, put, store_u64, width_of
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -181,8 +181,7 @@ def piece_slot(buf, start, end, w0, w1, shift):
     Multiply-xor over 8-byte words; the slot is the product's top bits (Fibonacci hashing), which
     depend on every bit of the input, unlike its low bits. Pieces up to 16 bytes: no loop.
     """
-    h = (w0 ^ np.uint64(end - start)) * _GOLDEN
-    h = ((h >> np.uint64(29)) ^ h ^ w1) * _MIX
+    h = ((w0 ^ np.uint64(end - start)) * _GOLDEN) ^ (w1 * _MIX)  # two products side by side, not in a row
     i = start + 16
     while i < end:
         h = ((h >> np.uint64(29)) ^ h ^ head_word(buf, i, end - i)) * _MIX
@@ -478,7 +477,7 @@ def _merge_long(parts, m, nxt, prv, heap, sweep, pairs):
     return n
 
 
-AHEAD = 16  # pieces the encode kernel scans ahead of the one it encodes (a power of two)
+AHEAD = 64  # pieces the encode kernel scans in a batch, before it encodes them
 WORK_PER_BYTE = 5  # int64 words of merge-loop work space per byte of the longest piece (`merge_bytes`)
 MAX_PIECE_BYTES = 2**31 - 1  # the long merge loop keeps positions in 32 bits
 
@@ -486,14 +485,14 @@ MAX_PIECE_BYTES = 2**31 - 1  # the long merge loop keeps positions in 32 bits
 def scratch(longest: int) -> np.ndarray:
     """Work space for the merge loops, for pieces of up to `longest` bytes: one int64 array that
     `merge_bytes` cuts into its work arrays (one argument, so a kernel call stays cheap), then
-    ``5 * AHEAD`` for the encode kernel's ring of pieces scanned ahead. 40 bytes per byte of the
+    ``4 * AHEAD`` for the encode kernel's batch of pieces scanned ahead. 40 bytes per byte of the
     piece: a text that is one 20 MB word needs 0.8 GB here (numbers, not a limit anyone chose).
 
     Raises ValueError for a piece of `MAX_PIECE_BYTES` or more, rather than let positions wrap."""
     if longest > MAX_PIECE_BYTES:
         raise ValueError(f"a pre-token of {longest:,} bytes (one word with no space or punctuation) is longer "
                          f"than the merge loop takes ({MAX_PIECE_BYTES:,} bytes)")
-    return np.empty(WORK_PER_BYTE * max(longest, 1) + 5 * AHEAD, np.int64)
+    return np.empty(WORK_PER_BYTE * max(longest, 1) + 4 * AHEAD, np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -611,19 +610,19 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
 
     `segments` is an (n, 3) array of ``(start, end, special_id)``. A row with ``special_id >= 0``
     emits that id (a special token). Otherwise ``buf[start:end]`` is ordinary text: with
-    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.piece_end`),
+    `scan_segments` it is cut into pieces by GPT-2's scanner (`npgpt.bpe.pretokenize_kernels.next_end`),
     pieces going straight to the merge loop with no list of pieces ever built; without, the row is
     one piece already cut by the `regex` module (the path for custom patterns). Pieces never cross
     a row's end, which is how the regex sees a text cut at special tokens.
 
-    Each piece: a single byte is a table lookup; any other is one probe of `cache` (`PieceCache`:
-    the tokens and the pieces met before); else `encode_split` (runs that merges cannot cross, each
-    merged alone), and the result goes into the cache.
+    Each piece: one probe of `cache` (`PieceCache`: the tokens, single bytes included, and the pieces
+    met before); else `encode_split` (runs that merges cannot cross, each merged alone), and the result
+    goes into the cache.
 
-    The scanner runs `AHEAD` pieces ahead of the piece being encoded, in a ring (in `work`) of each
-    piece's bounds, first words and home slot, and asks for that slot's cache line (`prefetch`) as soon
-    as it is known: a probe that would wait for memory finds its line on the way or there. The probe
-    itself is unchanged, so the ids are too.
+    The scanner works in batches of up to `AHEAD` pieces, noting each piece's end, first words and
+    home slot (in `work`), and asks for that slot's cache line (`prefetch`) as soon as it is known;
+    then the batch is encoded: a probe that would wait for memory finds its line on the way or there.
+    The probe itself is unchanged, so the ids are too.
 
     The kernel stops early in two cases, returning why, and the caller calls again: `state`
     (``[row, position, ids written]``, zeros at first) carries on where it stopped.
@@ -637,9 +636,9 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
     """
     if out.shape[0] < buf.shape[0] + segments.shape[0] + OUT_SLACK or out.itemsize != cache[2][2]:
         return -2
-    longest = (work.shape[0] - 5 * AHEAD) // WORK_PER_BYTE
-    # (start, end, home slot, words) of the pieces ahead
-    ring = work[WORK_PER_BYTE * longest : WORK_PER_BYTE * longest + 5 * AHEAD]
+    longest = (work.shape[0] - 4 * AHEAD) // WORK_PER_BYTE
+    # (end, home slot, first two words) of each piece of the batch
+    batch = work[WORK_PER_BYTE * longest : WORK_PER_BYTE * longest + 4 * AHEAD]
     slots, shift = cache[0], cache[2][4]
     o = state[2]
     for k in range(state[0], segments.shape[0]):
@@ -649,39 +648,40 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
             continue
         scanned = max(segments[k, 0], state[1])
         end = min(segments[k, 1], buf.shape[0])
-        head = tail = 0  # pieces taken from the ring, and put in it
-        while True:
-            # Scan ahead and ask for the slots' cache lines now, so that a slot not in cache is on its
-            # way while the pieces before it are encoded. A hint only: the probe is the same after.
-            while tail - head < AHEAD and scanned < end:
-                q = piece_end(buf, scanned, end, classes) if scan_segments else end
-                r = 5 * (tail & (AHEAD - 1))
-                put(ring, r, scanned)
-                put(ring, r + 1, q)
-                if 1 < q - scanned <= longest:
-                    w0, w1 = piece_words(buf, scanned, q - scanned)
-                    home = piece_slot(buf, scanned, q, w0, w1, shift)
-                    put(ring, r + 2, home)
-                    put(ring, r + 3, np.int64(w0))
-                    put(ring, r + 4, np.int64(w1))
-                    prefetch(slots, 4 * home)
+        base, ends = scanned, np.uint64(0)  # the scanner's 64 bytes at once (`next_end`)
+        while scanned < end:
+            # Scan a batch of pieces and ask for each one's slot (`prefetch`) as soon as its home is
+            # known, then encode the batch: a slot not in cache is on its way while the pieces before it
+            # are encoded. A hint only: the probe is the same after. (Two tight loops, each with
+            # branches of its own to predict, beat one loop that scans one piece per piece encoded.)
+            first, tail = scanned, 0
+            while tail < AHEAD and scanned < end:
+                if scan_segments:
+                    q, base, ends = next_end(buf, scanned, end, classes, base, ends)
+                else:
+                    q = end
+                # Every piece, single bytes too: a branch on its length would be a guess a CPU often
+                # gets wrong. (A piece longer than `longest` is hashed for nothing: the kernel stops there.)
+                w0, w1 = piece_words(buf, scanned, q - scanned)
+                home = piece_slot(buf, scanned, q, w0, w1, shift)
+                r = 4 * tail
+                put(batch, r, q)  # (its start is the end before it)
+                put(batch, r + 1, home)
+                put(batch, r + 2, np.int64(w0))
+                put(batch, r + 3, np.int64(w1))
+                prefetch(slots, 4 * home)
                 tail += 1
                 scanned = q
-            if head == tail:
-                break
-            r = 5 * (head & (AHEAD - 1))
-            p, q = at(ring, r), at(ring, r + 1)
-            head += 1
-            n = q - p
-            if n == 1:
-                put(out, o, at(byte_ids, at(buf, p)))
-                o += 1
-            elif n > longest:
-                state[0], state[1], state[2] = k, p, o
-                return n
-            else:
-                w0, w1 = np.uint64(at(ring, r + 3)), np.uint64(at(ring, r + 4))
-                t = piece_probe(cache, buf, p, q, w0, w1, at(ring, r + 2))
+            for j in range(tail):
+                r = 4 * j
+                p, q = first if j == 0 else at(batch, r - 4), at(batch, r)
+                n = q - p
+                if n > longest:
+                    state[0], state[1], state[2] = k, p, o
+                    return n
+                # single bytes too: they are in the table (`build_tables`), and one path is no guess
+                w0, w1 = np.uint64(at(batch, r + 2)), np.uint64(at(batch, r + 3))
+                t = piece_probe(cache, buf, p, q, w0, w1, at(batch, r + 1))
                 if t >= 0:
                     o += piece_write(cache, t, out, o)
                 else:
@@ -719,7 +719,7 @@ class Tables(NamedTuple):
 
     byte_ids: np.ndarray  # int32[256]: the id of each single byte
     pairs: np.ndarray  # the pair table: (left, right) -> (rank, merged id)
-    tokens: PieceTable  # whole-piece table: the self-encoding tokens of two or more bytes
+    tokens: PieceTable  # whole-piece table: the self-encoding tokens
     joinable: np.ndarray  # bool[65536]: byte pairs that occur inside some token
     n_not_self_encoding: int  # tokens that BPE of their own bytes does not give back whole
     id_dtype: np.dtype  # the encode kernel's output dtype, in which the tables store ids
@@ -739,18 +739,19 @@ def build_tables(encoder: dict[bytes, int], merges: list[tuple[bytes, bytes]], i
     merged = np.array([encoder[a + b] for a, b in merges], np.int32)
     cap = 1 << max(4, (2 * len(merges)).bit_length())  # at most half full
     pairs = build_pair_table(lefts, rights, merged, cap)
-    # Every mergeable token of two or more bytes; keep those that BPE gives back whole.
-    multi = sorted((i, b) for b, i in encoder.items() if len(b) > 1)
-    ids = np.array([i for i, _ in multi], np.int32)
-    lens = np.array([len(b) for _, b in multi], np.int64)
-    offsets = np.zeros(len(multi) + 1, np.int64)
+    # Every mergeable token; keep those that BPE gives back whole. (Single bytes too, which BPE always
+    # gives back: then the encode kernel probes the table for every piece, with no branch on its length.)
+    toks = sorted((i, b) for b, i in encoder.items())
+    ids = np.array([i for i, _ in toks], np.int32)
+    lens = np.array([len(b) for _, b in toks], np.int64)
+    offsets = np.zeros(len(toks) + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
-    pool = np.frombuffer(b"".join(b for _, b in multi), np.uint8)
-    ok = np.zeros(len(multi), np.bool_)
+    pool = np.frombuffer(b"".join(b for _, b in toks), np.uint8)
+    ok = np.zeros(len(toks), np.bool_)
     self_encoding(pool, offsets, ids, byte_ids, pairs, scratch(int(lens.max(initial=1))), ok)
     # The tokens fill a tenth of the slots at most; the piece caches copy the table and take the rest
     # (up to half full: 210,000 pieces for GPT-2, whose corpus of 5 MB holds about 130,000 distinct).
-    slots = 1 << max(12, (10 * len(multi) + 2).bit_length())
+    slots = 1 << max(12, (10 * len(toks) + 2).bit_length())
     if id_dtype is None:
         id_dtype = np.uint16 if max(encoder.values(), default=0) < 2**16 else np.uint32
     id_dtype = np.dtype(id_dtype)
