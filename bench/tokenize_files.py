@@ -41,6 +41,9 @@ kind, path, out, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4
 enc = npgpt.get_encoding("gpt2")
 enc._get_tables()  # load the kernels now: a short text alone would run on the plain tier
 enc.encode_to_numpy("warm the kernels up")
+from npgpt.bpe import pretokenize, utf8_kernels  # and tokenize's own kernels: the UTF-8 check, the cut
+utf8_kernels.valid_prefix(np.frombuffer(b"warm", np.uint8), 0, 4)
+pretokenize.safe_cut_utf8(("字" * 9000 + " warm up").encode(), 9001 * 3)  # (long enough to need the scanner)
 size = len(open(path, "rb").read())
 if kind == "encode":
     text = open(path, encoding="utf-8", newline="").read()

@@ -213,7 +213,7 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     from npgpt.bpe import merge_kernels
     from npgpt.bpe import train_kernels as k
 
-    merge_kernels.say_if_compiling(k.train_merges, "the trainer's kernels (about 20 s)")
+    merge_kernels.say_if_compiling(k.train_merges, "the trainer's kernels (about 25 s)")
 
     specials = _check_specials(special_tokens)
     compile_pattern(pattern)
