@@ -668,6 +668,17 @@ def _chain_length(chains, e):
     return length
 
 
+
+@njit(cache=True, inline="always")
+def _free_chain(chains, n, e):
+    """Put the chain that starts at entry `e` (a pair's occurrences) on the list of free entries."""
+    while e != -1:
+        after = chains.next[e]
+        chains.next[e] = n[FREE]
+        n[FREE] = e
+        n[N_FREE] += 1
+        e = after
+
 @njit(**NO_REFCOUNT)
 def _drop_pairs(pairs, chains, n):
     """Drop, in place, the pairs that are merged or below the floor (see `_above_floor`): the others
@@ -681,13 +692,7 @@ def _drop_pairs(pairs, chains, n):
                 pairs.key[p], pairs.count[p], pairs.head[p], False, -1)
             q += 1
         else:
-            e = pairs.head[p]
-            while e != -1:
-                after = chains.next[e]
-                chains.next[e] = n[FREE]
-                n[FREE] = e
-                n[N_FREE] += 1
-                e = after
+            _free_chain(chains, n, pairs.head[p])
     n[N_PAIRS] = q
     for s in range(pairs.index.shape[0]):
         pairs.index[s] = -1
@@ -845,13 +850,7 @@ def _above_floor(pairs, chains, n, occ, grow, spare):
             q = _pair_id(out, n, _left(pairs, p), _right(pairs, p))
             out.count[q], out.head[q] = pairs.count[p], pairs.head[p]
         else:
-            e = pairs.head[p]
-            while e != -1:
-                after = chains.next[e]
-                chains.next[e] = n[FREE]
-                n[FREE] = e
-                n[N_FREE] += 1
-                e = after
+            _free_chain(chains, n, pairs.head[p])
     return out
 
 
