@@ -402,35 +402,17 @@ class Encoding:
         by `npgpt.bpe.utf8_kernels.utf8_of_str`, which releases it (``str.encode`` holds it; it is as fast
         on one thread, and much faster on ASCII, which CPython stores as its UTF-8, so ASCII keeps it).
 
-        The bytes come as a read-only memoryview of the kernel's array: indexing it gives ints, as bytes
-        does, and read-only, so that the encode kernel sees the array type it always sees (a writable one
-        would compile it a second time).
+        The text has passed `_check_text` (`_balanced`). The bytes come as a read-only memoryview of the
+        kernel's array: indexing it gives ints, as bytes does, and read-only, so that the encode kernel
+        sees the array type it always sees (a writable one would compile it a second time).
         """
-        if len(text) >= _LONG_TEXT and self._scanned and not allowed and isinstance(text, str) and not text.isascii():
+        if len(text) >= _LONG_TEXT and self._scanned and not allowed and not text.isascii():
             arr, n = _utf8_kernels().utf8_of_str(text)
             if n >= 0:  # (n < 0: a surrogate; `_text_rows` repairs it as tiktoken does, in Python)
-                self._refuse_disallowed(text, arr[:n], disallowed)
+                if disallowed:  # (searched in the array: without the GIL, see `check_disallowed`)
+                    check_disallowed(text, disallowed, arr[:n])
                 return memoryview(arr[:n]).toreadonly(), _WHOLE_TEXT
         return self._text_rows(text, allowed, disallowed)
-
-    @staticmethod
-    def _refuse_disallowed(text: str, buf: np.ndarray, disallowed: frozenset) -> None:
-        """`check_disallowed` for a long text of a batch, searching its UTF-8 bytes `buf` with a kernel that
-        releases the GIL (`npgpt.bpe.utf8_kernels.find_bytes`: ``token in text`` holds it, and on two
-        threads the other waits to start its kernel). UTF-8 is self-synchronising, so a token's
-        bytes occur in the text's bytes exactly where the token occurs in the text."""
-        utf8 = _utf8_kernels()
-        for token in disallowed:
-            # Two kinds of token cannot be looked for in the bytes, and take Python's search on the str, as
-            # on a short text: "" (in every text, says `in`, and tiktoken refuses every text) and one with
-            # a surrogate (it has no UTF-8 form, and the bytes may hold the text repaired).
-            try:
-                needle = np.frombuffer(token.encode("utf-8"), np.uint8)
-            except UnicodeEncodeError:
-                needle = buf[:0]
-            if not len(needle) or utf8.find_bytes(buf, needle, 0) >= 0:
-                check_disallowed(text, disallowed)  # raises, naming the special token the text has first
-                break  # (it searched for every token: the bytes held one only once repaired)
 
     def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
         buf, segments = self._text_rows(text, allowed, disallowed)
@@ -983,9 +965,10 @@ class _Batch:
     Every thread, the caller's included, loops: take the next chunk from the queue and encode it; when
     the queue is empty, take the next text, prepare it (UTF-8, special tokens, cut into chunks), queue
     its chunks and encode the first. The thread that encodes a text's last chunk joins the text's ids.
-    Preparing holds the GIL (``str.encode``); the kernels do not. The threads prepare the texts
-    themselves rather than leave it to one planner thread, because a planner holding the GIL text
-    after text would keep every thread that comes back from a kernel waiting for it.
+    The kernels release the GIL, and so does most of preparing a long text (`Encoding._batch_rows`);
+    cutting it into chunks holds it. The threads prepare the texts themselves rather than leave it to
+    one planner thread, because a planner holding the GIL text after text would keep every thread that
+    comes back from a kernel waiting for it.
 
     Chunk sizes shrink as the work left shrinks (guided self-scheduling): big chunks cost little
     Python, and the small last ones leave no thread idle for long at the end. An error in a text (a

@@ -97,20 +97,40 @@ def special_token_regex_bytes(tokens: frozenset[str]) -> re.Pattern[bytes]:
 
 
 @functools.lru_cache(maxsize=256)
-def _lead_byte(token: str) -> bytes | None:
-    """The first byte of the UTF-8 form of `token` (None when it has none: surrogates)."""
+def _token_utf8(token: str) -> bytes | None:
+    """The UTF-8 form of `token`; None when it has none (a surrogate) or is empty: no search of the text's
+    bytes can then say the token is absent, and the str is searched."""
     try:
-        return token.encode("utf-8")[:1]
+        return token.encode("utf-8") or None
     except UnicodeEncodeError:
         return None
 
 
-def check_disallowed(text: str, disallowed: frozenset[str], buf: bytes | None = None,
+def _surely_absent(token: str, buf: bytes | np.ndarray) -> bool:
+    """Whether the UTF-8 bytes `buf` of a text show that `token` is not in the text.
+
+    Exact: a token in the text has its characters there, which `to_utf8` leaves as they are (it changes
+    surrogates only, and a token with one is never ruled out here), and UTF-8 is self-synchronising, so
+    the token's bytes, its first byte among them, are in `buf`. On bytes the test is the first byte
+    (one memchr, a twentieth of the time of a search for the token); on a uint8 array the whole token,
+    by `npgpt.bpe.utf8_kernels.find_bytes`, which releases the GIL (for `encode_batch_to_numpy`).
+    """
+    needle = _token_utf8(token)
+    if needle is None:
+        return False
+    if isinstance(buf, np.ndarray):
+        from npgpt.bpe.utf8_kernels import find_bytes
+
+        return find_bytes(buf, np.frombuffer(needle, np.uint8), 0) < 0
+    return needle[:1] not in buf
+
+
+def check_disallowed(text: str, disallowed: frozenset[str], buf: bytes | np.ndarray | None = None,
                      before: int | None = None) -> None:
     """Raise ValueError, as tiktoken does, when `text` contains one of the `disallowed` special tokens.
 
-    `buf`, when given, is ``to_utf8(text)``: a token whose first byte is nowhere in it is not in the
-    text, and a search for one byte (memchr) takes a twentieth of the time of a search for a token.
+    `buf`, when given, is the UTF-8 of `text` (``to_utf8(text)``, or a uint8 array of it), searched
+    first: a token it rules out is not looked for in the str (`_surely_absent`).
     With `before`, only for the first one found when it starts before that offset: `text` is the start
     of a stream, and one found later may be the start of a longer one (``<|end`` of ``<|endoftext|>``),
     which is the one to name.
@@ -118,9 +138,7 @@ def check_disallowed(text: str, disallowed: frozenset[str], buf: bytes | None = 
     # `in` is a fast substring search; the regex runs only to report the first offender. (A plain
     # loop: this runs on every encode call, and a generator in any() costs more than the search.)
     for t in disallowed:
-        # Exact: a token in the text has its first character there, which `to_utf8` leaves as it is
-        # (it changes surrogates only, and a token with none has a lead byte), so its lead byte is in buf.
-        if buf is not None and (lead := _lead_byte(t)) is not None and lead not in buf:
+        if buf is not None and _surely_absent(t, buf):
             continue
         if t in text:
             break
