@@ -102,12 +102,18 @@ def default_text() -> tuple[str, str]:
     return "pydoc_data.topics", "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
 
 
+def _input_file(path: str) -> Path:
+    """`path` when it is a file to read; else the mistake, in one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{'not a regular file' if p.exists() else 'no such file'}: {path}")
+    return p
+
+
 def _read_text(path: str | None) -> tuple[str, str]:
     if path is None:
         return default_text()
-    p = Path(path)
-    if path != "-" and not p.is_file():
-        raise UserError(f"{'not a regular file' if p.exists() else 'no such file'}: {path}")
+    p = Path(path) if path == "-" else _input_file(path)
     data = sys.stdin.buffer.read() if path == "-" else p.read_bytes()
     try:
         return ("<stdin>" if path == "-" else path), data.decode("utf-8")
@@ -192,8 +198,7 @@ def cmd_decode(args) -> None:
 
 def cmd_train(args) -> None:
     for f in args.files:
-        if not Path(f).is_file():
-            raise UserError(f"{'not a regular file' if Path(f).exists() else 'no such file'}: {f}")
+        _input_file(f)
     specials = args.special or ["<|endoftext|>"]
     for s in specials:
         if not s or len(_utf8_arg(f"--special {s!r}", s).encode("utf-8")) == 1:
@@ -263,8 +268,7 @@ def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
         raise UserError("--val-fraction does not go with --scheduler (each shard gets a token file of its own)")
     out = _writable_folder("--out", args.out)
     for f in args.files:
-        if not Path(f).is_file():
-            raise UserError(f"{'not a regular file' if Path(f).exists() else 'no such file'}: {f}")
+        _input_file(f)
     from npgpt import distributed
 
     with _dask_client(args.scheduler) as client:
