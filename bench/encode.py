@@ -214,16 +214,17 @@ def breakdown(docs, fresh, repeat):
         segments.flags.writeable = False  # as npgpt passes it: the same compiled kernel
         t = enc._get_tables()
         out = np.empty(len(arr) + 1 + merge.OUT_SLACK, t.id_dtype)
-        cache = enc._piece_cache()
-        enc._caches.append(cache)  # one thread: the kernel below and encode_to_numpy share this cache
+        work = merge.scratch(merge.SCRATCH)
         enc.encode_to_numpy(text)  # a warm cache: the repeated-text regime
         ids = enc.encode_to_numpy(text)
 
-        def kernel(arr=arr, segments=segments, t=t, cache=cache, out=out):
+        def kernel(arr=arr, segments=segments, t=t, out=out, work=work):
             state = np.zeros(3, np.int64)
+            cache = enc._caches.lend()  # the cache encode_to_numpy uses, warm
             while merge.encode_segments(arr, segments, True, classes, t.byte_ids, t.pairs, t.joinable, cache.arrays,
-                                        cache.work, state, out) == -1:
-                cache.reset()
+                                        work, state, out) == -1:
+                cache = enc._caches.full(cache)
+            enc._caches.give_back(cache)
 
         t_scan = t_kernel = t_total = t_list = float("inf")
         for _ in range(repeat):

@@ -211,19 +211,21 @@ def test_long_pieces_take_the_heap_path(seed, length):
 
 
 def test_piece_cache_stays_bounded_and_correct(enc, ref):
-    from npgpt.bpe.merge_kernels import PieceCache
+    from npgpt.bpe.merge_kernels import PieceCaches
 
-    cache = PieceCache(enc._get_tables().tokens, pool_bytes=64, pool_ids=16)  # tiny pools: many resets
-    enc._caches = [cache]
+    enc._get_tables()
+    caches, saved = PieceCaches(enc._get_tables().tokens, pool_bytes=64, pool_ids=16), enc._caches  # tiny pools
+    enc._caches = caches
     try:
         rng = np.random.default_rng(0)
         words = ["".join(rng.choice(list("qxzjkv"), size=rng.integers(3, 20))) for _ in range(300)]
         text = " ".join(words * 3)
         assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
-        assert cache.state[3] > 0  # it was emptied and refilled
+        assert caches.current is not None and caches.current.state[3] > 0  # emptied and refilled, in place
+        assert caches.spare is None  # one thread: never a second cache
         assert enc.encode_ordinary(text) == ref.encode_ordinary(text)
     finally:
-        enc._caches = []
+        enc._caches = saved
 
 
 def test_no_quadratic_blowup(enc, ref):

@@ -6,6 +6,8 @@ to npgpt.reference in test_bpe_properties.py.
 """
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -15,7 +17,17 @@ from numba import njit
 
 from npgpt import Encoding
 from npgpt.bpe import merge_kernels as mk
-from npgpt.bpe.pretokenize_kernels import at, load_u64, prefetch, put, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import (
+    at,
+    compare_swap,
+    load_acquire,
+    load_u64,
+    prefetch,
+    put,
+    store_release,
+    store_u64,
+    width_of,
+)
 from npgpt.reference import ReferenceEncoder
 from tests.random_vocab import random_merges
 
@@ -132,9 +144,90 @@ def test_piece_table_says_when_full():
     assert not mk.piece_put(table, buf, 0, 30, *words(buf, 0, 30), one, 1)
 
 
+@njit
+def _atomics(arr):
+    before = load_acquire(arr, 1)
+    store_release(arr, 2, np.int64(-7))
+    won = compare_swap(arr, 0, np.int64(5), np.int64(6))  # arr[0] is 5: swapped
+    lost = compare_swap(arr, 0, np.int64(5), np.int64(9))  # now 6: left alone
+    return before, won, lost
+
+
+def test_atomics_are_plain_reads_writes_and_a_conditional_swap():
+    arr = np.array([5, 11, 0], np.int64)
+    assert _atomics(arr) == (11, True, False)
+    assert arr.tolist() == [6, 11, -7]
+
+
+@njit(nogil=True)
+def _put_all_keys(table, pool, offsets, order, ids):
+    """Put every key of `pool` not yet in `table`, in the given order; how many puts failed."""
+    failed = 0
+    for j in order:
+        a, b = offsets[j], offsets[j + 1]
+        w0, w1 = mk.piece_words(pool, a, b - a)
+        if mk.piece_find(table, pool, a, b, w0, w1) < 0 and not mk.piece_put(table, pool, a, b, w0, w1,
+                                                                             ids[2 * j : 2 * j + 2], 2):
+            failed += 1
+    return failed
+
+
+def test_piece_table_takes_puts_from_several_threads_at_once():
+    """Four threads put the same 3,000 pieces, each in its own order, into one table (the kernel runs
+    without the GIL): every piece is then found with its own ids, none is lost or torn, and the
+    table counts no more entries than it has slots for (a piece put by two threads at once may
+    take two slots: both hold its ids)."""
+    rng = random.Random(0)
+    keys = sorted({bytes(rng.randrange(256) for _ in range(rng.randint(2, 40))) for _ in range(3000)})
+    pool = np.frombuffer(b"".join(keys), np.uint8)
+    offsets = np.cumsum([0] + [len(k) for k in keys]).astype(np.int64)
+    ids = np.arange(2 * len(keys), dtype=np.uint16)  # piece j -> ids (2j, 2j + 1)
+    for _ in range(5):
+        table = tuple(mk.piece_table(8192, 1 << 17, 2))
+        orders = [np.array(rng.sample(range(len(keys)), len(keys)), np.int64) for _ in range(4)]
+        start = threading.Barrier(4)
+
+        def put(order, table=table, start=start):
+            start.wait()
+            return _put_all_keys(table, pool, offsets, order, ids)
+
+        with ThreadPoolExecutor(4) as ex:
+            assert list(ex.map(put, orders)) == [0, 0, 0, 0]
+        slots, state = table[0].reshape(-1, 4), table[2]
+        assert len(keys) <= state[0] <= 4096 and (slots[:, 1] != 0).sum() == state[0]
+        for j, k in enumerate(keys):
+            buf = np.frombuffer(k, np.uint8)
+            s = mk.piece_find(table, buf, 0, len(k), *words(buf, 0, len(k)))
+            out = np.zeros(2 + mk.OUT_SLACK, np.uint16)
+            assert s >= 0 and mk.piece_write(table, s, out, 0) == 2 and out[:2].tolist() == [2 * j, 2 * j + 1]
+
+
+def test_one_piece_cache_shared_by_threads_that_fill_it_over_and_over(enc):
+    """Every encode call of an Encoding shares one piece cache. With a tiny one, four threads fill it
+    again and again while the others read it, so it is emptied in place (one reader), or retired and
+    replaced by the spare (several); the ids must be those of a single thread with a cache that never fills."""
+    rng = random.Random(1)
+    texts = [" ".join("".join(rng.choice("qxzjkvbwy") for _ in range(rng.randint(3, 12))) for _ in range(600))
+             + " привет мир 漢字" * 20 for _ in range(24)]
+    expected = [enc.encode_to_numpy(t).tolist() for t in texts]
+    caches, saved = mk.PieceCaches(enc._get_tables().tokens, pool_bytes=512, pool_ids=128), enc._caches
+    enc._caches = caches
+    try:
+        for _ in range(3):
+            with ThreadPoolExecutor(4) as ex:
+                assert [ids.tolist() for ids in ex.map(enc.encode_to_numpy, texts)] == expected
+            assert [ids.tolist() for ids in enc.encode_batch_to_numpy(texts, num_threads=4)] == expected
+        assert caches.current is not None and caches.current.state[3] > 0  # emptied, and refilled
+        assert caches.spare is not None  # retired while read by others, and emptied by its last reader
+        assert not caches.current.users and not caches.spare.users
+    finally:
+        enc._caches = saved
+
+
 def test_encode_kernel_refuses_a_short_or_wrong_output(enc):
     t = enc._get_tables()
     cache = mk.PieceCache(t.tokens)
+    work = mk.scratch(mk.SCRATCH)
     buf = np.frombuffer(b"hello world", np.uint8)
     segments = np.array([[0, len(buf), -1]], np.int64)
     segments.flags.writeable = False
@@ -143,7 +236,7 @@ def test_encode_kernel_refuses_a_short_or_wrong_output(enc):
     for out in (np.zeros(len(buf) + 1, np.uint16), np.zeros(len(buf) + 1 + mk.OUT_SLACK, np.uint32)):
         state = np.zeros(3, np.int64)
         assert mk.encode_segments(buf, segments, True, char_classes(), t.byte_ids, t.pairs, t.joinable,
-                                  cache.arrays, cache.work, state, out) == -2
+                                  cache.arrays, work, state, out) == -2
         assert not out.any()
 
 
@@ -169,8 +262,8 @@ def test_kernel_resumes_where_it_stopped(enc, ref, parts):
     """The kernel scans a batch of up to AHEAD pieces before it encodes them; when it stops (a piece longer than
     its work space, a full cache) it must resume at the piece it was encoding, not at the scan."""
     text = "".join(parts)
-    cache = mk.PieceCache(enc._get_tables().tokens, pool_bytes=64, pool_ids=8)  # tiny pools: many resets
-    enc._caches, saved = [cache], enc._caches
+    caches = mk.PieceCaches(enc._get_tables().tokens, pool_bytes=64, pool_ids=8)  # tiny pools: many resets
+    enc._caches, saved = caches, enc._caches
     try:
         assert enc.encode(text, allowed_special="all") == ref.encode(text, {"<|endoftext|>"})
     finally:

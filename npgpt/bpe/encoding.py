@@ -48,7 +48,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -178,6 +178,7 @@ class Encoding:
             raise ValueError(
                 f"token ids are too sparse: {len(self._decoder)} tokens, but the largest id is {self.max_token_value}"
             )
+        self._token_dtype = compact_dtype(self.max_token_value)
         # A list indexed by id makes decoding one C-level lookup per token; holes hold None.
         self._decode_list: list[bytes | None] = [None] * (self.max_token_value + 1)
         for i, b in self._decoder.items():
@@ -188,7 +189,8 @@ class Encoding:
         self._sorted_tokens: list[bytes] | None = None  # for encode_with_unstable
         self._tables_lock = threading.Lock()
         self._tables = None
-        self._caches: list = []  # piece caches lent to encode calls (see _piece_cache)
+        self._caches: Any = None  # the piece cache all encode calls share (a PieceCaches), made with the tables
+        self._works: list[tuple[np.ndarray, np.ndarray]] = []  # work space and state, one per kernel call at once
         self._decode_flat = None  # decode's numba table of every token's bytes, built on the first long decode
         self._plain_budget = PLAIN_BUDGET  # bytes the plain tier may still encode (see _plain_encode)
         self._plain_ranks: dict[tuple[bytes, bytes], int] | None = None
@@ -277,21 +279,17 @@ class Encoding:
     # the numba tables, built on first use
 
     def _get_tables(self):
-        """The kernels' tables (`npgpt.bpe.merge_kernels.build_tables`), built on the first encode."""
+        """The kernels' tables (`npgpt.bpe.merge_kernels.build_tables`), built on the first encode,
+        and with them the piece cache all encode calls share (`npgpt.bpe.merge_kernels.PieceCaches`)."""
         if self._tables is None:
             with self._tables_lock:
                 if self._tables is None:
-                    self._tables = _merge().build_tables(
+                    merge = _merge()
+                    tables = merge.build_tables(
                         self._encoder, self._merges, np.uint16 if self.max_token_value < 2**16 else np.uint32)
+                    self._caches = merge.PieceCaches(tables.tokens)
+                    self._tables = tables
         return self._tables
-
-    def _piece_cache(self):
-        """A piece cache (`npgpt.bpe.merge_kernels.PieceCache`) no other call is using; give it back
-        with ``_caches.append``. Caches outlive calls and threads: as many exist as calls ever ran at once."""
-        try:
-            return self._caches.pop()  # atomic under the GIL: two threads never get the same cache
-        except IndexError:
-            return _merge().PieceCache(self._get_tables().tokens)
 
     # ----------------------------------------------------------------------------------------
     # encoding
@@ -338,24 +336,30 @@ class Encoding:
         of `token_dtype`, as a view of a buffer that may be larger than they are."""
         merge = _merge()
         t = self._get_tables()
-        cache = self._piece_cache()
         out = np.empty(len(buf) + len(segments) + merge.OUT_SLACK, t.id_dtype)
         if segments is not _WHOLE_TEXT:  # (read-only already; setting a flag costs a third of a µs)
             segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
-        state = np.zeros(3, np.int64)
-        table, work = cache.arrays, cache.work
+        try:
+            usual = self._works.pop()  # atomic under the GIL: no two calls get the same
+        except IndexError:
+            usual = merge.scratch(merge.SCRATCH), np.zeros(3, np.int64)
+        work, state = usual  # state: the kernel's [row, position, ids written], zeros at first
+        cache = self._caches.lend()
         try:
             while stop := merge.encode_segments(np.frombuffer(buf, np.uint8), segments, scan, char_classes(),
-                                                t.byte_ids, t.pairs, t.joinable, table, work, state, out):
-                if stop == -1:  # the cache is full: empty it and go on
-                    cache.reset()
+                                                t.byte_ids, t.pairs, t.joinable, cache.arrays, work, state, out):
+                if stop == -1:  # the cache is full: go on with it emptied, or with another
+                    cache = self._caches.full(cache)
                 elif stop < 0:
                     raise AssertionError("encode kernel: output array too small or of the wrong dtype")
                 else:  # a piece longer than the usual work space: go on with more
                     work = merge.scratch(stop)
         finally:
-            self._caches.append(cache)
-        return out[: state[2]]
+            self._caches.give_back(cache)
+        n = state[2]
+        state[0] = state[2] = 0  # zeros again for the next call (a kernel that is done leaves state[1] at 0)
+        self._works.append(usual)  # (not after an error: then the state is dropped with it)
+        return out[:n]
 
     def _plain_encode(self, buf: bytes, segments: np.ndarray) -> np.ndarray | None:
         """The plain tier: the textbook algorithm of `npgpt.reference` (`split`, then `bpe` on each piece),
@@ -481,7 +485,7 @@ class Encoding:
     @property
     def token_dtype(self) -> np.dtype:
         """The smallest unsigned dtype that holds every id: uint16 for GPT-2 (`npgpt.token_files.compact_dtype`)."""
-        return compact_dtype(self.max_token_value)
+        return self._token_dtype
 
     def encode_single_token(self, text_or_bytes: str | bytes) -> int:
         """The id of a text or bytes that is exactly one token (special tokens included).

@@ -35,12 +35,24 @@ kernel is entered, and every array access here stays inside the sizes the caller
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from npgpt.bpe.pretokenize_kernels import at, load_u64, next_end, prefetch, put, store_u64, width_of
+from npgpt.bpe.pretokenize_kernels import (
+    at,
+    compare_swap,
+    load_acquire,
+    load_u64,
+    next_end,
+    prefetch,
+    put,
+    store_release,
+    store_u64,
+    width_of,
+)
 
 NO_RANK = np.int64(2**62)  # rank of a pair that is not a merge; larger than any real rank
 SHORT_PIECE = 64  # pieces up to this many bytes use the simple scan; longer ones the heap
@@ -255,7 +267,10 @@ def piece_probe(table, buf, start, end, w0, w1, s):
     mask = slots.shape[0] // 4 - 1
     n = end - start
     while True:
-        meta = at(slots, 4 * s + 1)
+        # The meta word first, and with acquire order: once it is set, the slot and its record are
+        # whole (`piece_put` sets it last). A slot another thread is still writing (BUSY, -1) has
+        # length -1, so it matches no piece, whatever its other words hold at that moment.
+        meta = load_acquire(slots, 4 * s + 1)
         if meta == 0:
             return -1
         # equal first words and lengths: equal pieces up to 8 bytes (the words are zero past n), and
@@ -290,11 +305,36 @@ def piece_write(table, s, out, o):
     return k
 
 
+BUSY = np.int64(-1)  # a slot's meta word while a thread writes the slot (see `piece_put`)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reserve(state, i, n, limit):
+    """Add `n` to ``state[i]`` unless the sum would pass `limit`; return the value before, or -1.
+
+    A compare-and-swap loop, so that threads reserving at once each get a range of their own, and
+    together they never pass the limit."""
+    while True:
+        v = load_acquire(state, i)
+        if v + n > limit:
+            return -1
+        if compare_swap(state, i, v, v + n):
+            return v
+
+
 @njit(cache=True, nogil=True)
 def piece_put(table, buf, start, end, w0, w1, ids_, k):
     """Add ``buf[start:end] -> ids_[:k]`` (the piece must not be in the table; ``ids_.itemsize`` must be the
     table's id width); False when there is no room: the table is half full, or its pool is (the caller
-    empties the table and tries again)."""
+    empties the table and tries again).
+
+    Safe while other threads probe the table and put into it (every encode call of an `npgpt.Encoding`
+    shares one `PieceCache`): a thread reserves its pool bytes and its entry (`_reserve`), writes its
+    record, claims an empty slot by swapping the slot's meta word from 0 to `BUSY`, writes the slot,
+    and sets the meta word last (`store_release`), which a probe reads first (`load_acquire`). Two
+    threads may put the same piece at once; it then has two slots with the same ids, and a probe
+    finds one of them.
+    """
     slots, pool, state = table
     n_slots = slots.shape[0] // 4
     n = end - start
@@ -302,9 +342,9 @@ def piece_put(table, buf, start, end, w0, w1, ids_, k):
     tail = max(n - 16, 0)
     inline = k * width <= 16 - 8 * (n > 8)
     need = tail + (0 if inline else k * width)
-    if 2 * (state[0] + 1) > n_slots or state[1] + need + POOL_SLACK > pool.shape[0]:
-        return False
-    a = state[1]
+    a = _reserve(state, 1, need, pool.shape[0] - POOL_SLACK)
+    if a < 0 or _reserve(state, 0, np.int64(1), n_slots // 2) < 0:  # (pool bytes taken for nothing:
+        return False  # the table is full, and will be emptied)
     for i in range(tail):  # loops, not slice copies: those may allocate, which this kernel cannot
         pool[a + i] = buf[start + 16 + i]
     lo = hi = np.uint64(0)  # words 3 and 2 of the slot
@@ -319,16 +359,14 @@ def piece_put(table, buf, start, end, w0, w1, ids_, k):
         else:
             for b in range(width):
                 pool[a + tail + width * i + b] = np.uint8((x >> np.uint64(8 * b)) & np.uint64(0xFF))
-    state[1] += need
     mask = n_slots - 1
     s = piece_slot(buf, start, end, w0, w1, state[4])
-    while slots[4 * s + 1] != 0:
-        s = (s + 1) & mask
+    while not (load_acquire(slots, 4 * s + 1) == 0 and compare_swap(slots, 4 * s + 1, np.int64(0), BUSY)):
+        s = (s + 1) & mask  # (ends: at most half the slots are reserved)
     slots[4 * s] = np.int64(w0)
-    slots[4 * s + 1] = (np.int64(n) << 48) | (np.int64(k) << 32) | a
     slots[4 * s + 2] = np.int64(w1) if n > 8 else np.int64(hi)
     slots[4 * s + 3] = np.int64(lo)
-    state[0] += 1
+    store_release(slots, 4 * s + 1, (np.int64(n) << 48) | (np.int64(k) << 32) | a)
     return True
 
 
@@ -521,11 +559,13 @@ class PieceCache:
     """The table the encode kernel reads: the tokens, then every piece that needed the merge loop.
 
     A copy of the tokens' `PieceTable` (`Tables.tokens`) with room to grow: pieces that needed the
-    merge loop are added as they are met, and kept across calls. When it is half full or its pool
-    has no room, the kernel puts the tokens' table back (`reset`), so memory stays bounded -- 32
-    bytes a slot plus the pool, about 24 MB with the defaults -- however much new text streams
-    through. Pieces longer than `MAX_PIECE` bytes are not cached (they rarely repeat). Not
-    thread-safe: `npgpt.bpe.Encoding` lends each call its own, along with the merge loop's work arrays.
+    merge loop are added as they are met, and kept across calls. One cache serves every encode call
+    of an `npgpt.Encoding`, on every thread (`piece_put` is safe for that), so that a piece learned
+    by one thread is not learned again by the next. When it is half full or its pool has no room, it
+    is emptied back to the tokens (`reset`), so memory stays bounded -- 32 bytes a slot plus the
+    pool, about 24 MB with the defaults -- however much new text streams through. Pieces longer than
+    `MAX_PIECE` bytes are not cached (they rarely repeat). `reset` must not run while a kernel reads
+    the cache: `PieceCaches` sees to that.
     """
 
     MAX_PIECE = SCRATCH
@@ -539,7 +579,8 @@ class PieceCache:
                                 tokens.state.copy())
         self.table.pool[: len(tokens.pool)] = tokens.pool
         self.arrays = tuple(self.table)  # a plain tuple: quicker for numba to type than a NamedTuple
-        self.work = scratch(SCRATCH)
+        self.users: list[None] = []  # one item per kernel call reading it (`PieceCaches`)
+        self.retired = False  # full, and replaced while others still read it
 
     @property
     def state(self) -> np.ndarray:
@@ -552,6 +593,67 @@ class PieceCache:
         self.table.slots[:] = self.tokens.slots
         self.table.state[:] = self.tokens.state
         self.table.state[3] = emptied
+
+
+class PieceCaches:
+    """Lends the shared `PieceCache` to encode calls, and empties it when full with no kernel reading it.
+
+    Lending and giving back take no lock (a list's append and pop are atomic under the GIL), so a
+    short encode pays about 0.1 us for them. Only a full cache takes the lock:
+
+    - read by this call alone: it is emptied where it is (`PieceCache.reset`), as on one thread;
+    - read by other calls too: it is *retired* -- new calls get a second cache (the spare, or a new
+      one), the calls still reading it go on with it (it only refuses new pieces now), and the last
+      of them empties it and keeps it as the spare. So two threads keep at most two caches.
+
+    A call reads the cache only after it has counted itself a user *and* found the cache still the
+    current one; while a cache is being emptied it is not the current one (`current` is None), so
+    no kernel reads a cache while it is emptied.
+    """
+
+    def __init__(self, tokens: PieceTable, **sizes):
+        self.tokens, self.sizes = tokens, sizes
+        self.current: PieceCache | None = None
+        self.spare: PieceCache | None = None
+        self.lock = threading.Lock()
+
+    def lend(self) -> PieceCache:
+        """The cache, counted as read by one more call until `give_back`."""
+        while True:
+            cache = self.current
+            if cache is None:  # the first call, or the cache is being emptied: wait for that, under the lock
+                with self.lock:
+                    if self.current is None:
+                        self.current = PieceCache(self.tokens, **self.sizes)
+                continue
+            cache.users.append(None)
+            if self.current is cache:  # still current once counted: it cannot be emptied under us
+                return cache
+            self.give_back(cache)
+
+    def give_back(self, cache: PieceCache) -> None:
+        """This call no longer reads `cache`; the last reader of a retired cache empties it for reuse."""
+        cache.users.pop()
+        if cache.retired and not cache.users:
+            with self.lock:
+                if cache.retired and not cache.users:
+                    cache.reset()
+                    cache.retired = False
+                    self.spare = cache
+
+    def full(self, cache: PieceCache) -> PieceCache:
+        """The kernel found `cache` (lent to this call) full: the cache to go on with, lent in its place."""
+        with self.lock:
+            if self.current is cache:
+                self.current = None  # no call starts reading it from here on
+                if len(cache.users) == 1:  # only this call reads it
+                    cache.reset()
+                    self.current = cache
+                    return cache
+                cache.retired = True
+                self.current, self.spare = self.spare or PieceCache(self.tokens, **self.sizes), None
+        self.give_back(cache)
+        return self.lend()
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,7 +789,7 @@ def encode_segments(buf, segments, scan_segments, classes, byte_ids, pairs, join
                 else:
                     o2 = encode_split(buf, p, q, byte_ids, pairs, cache, joinable, work, out, o)
                     if n <= SCRATCH and not piece_put(cache, buf, p, q, w0, w1, out[o:o2], o2 - o):
-                        if cache[2][0] > cache[2][5]:  # no room, and pieces to drop: empty it, come back
+                        if load_acquire(cache[2], 0) > cache[2][5]:  # no room, and pieces to drop: empty it, come back
                             state[0], state[1], state[2] = k, p, o
                             return -1
                         # else even an empty cache has no room for this piece: leave it out

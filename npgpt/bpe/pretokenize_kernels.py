@@ -151,6 +151,52 @@ def prefetch(typingctx, arr, i):
     return types.none(arr, i), codegen
 
 
+def _int64_array(arr, i) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == types.int64 and isinstance(i, types.Integer)
+
+
+@intrinsic
+def load_acquire(typingctx, arr, i):
+    """``arr[i]`` (int64, i >= 0) as an atomic load with acquire order: what another thread wrote before
+    it stored this word with `store_release` is visible after it. (A plain ``mov`` on x86; it stops the
+    compiler moving later reads before this one.)"""
+    if not _int64_array(arr, i):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_element(context, builder, sig, args), "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def store_release(typingctx, arr, i, v):
+    """``arr[i] = v`` (int64, i >= 0) as an atomic store with release order: every write this thread made
+    before it is visible to a thread that reads `v` here with `load_acquire`."""
+    if not (_int64_array(arr, i) and v == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store_atomic(args[2], _element(context, builder, sig, args), "release", 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, i, v), codegen
+
+
+@intrinsic
+def compare_swap(typingctx, arr, i, old, new):
+    """Atomically: if ``arr[i] == old`` (int64, i >= 0), set it to `new` and return True; else change
+    nothing and return False. Of several threads swapping the same word from `old`, exactly one wins."""
+    if not (_int64_array(arr, i) and old == types.int64 and new == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pair = builder.cmpxchg(_element(context, builder, sig, args), args[2], args[3], "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(arr, i, old, new), codegen
+
+
 @intrinsic
 def ctz(typingctx, x):
     """Count of trailing zero bits of a uint64; 64 for zero (LLVM's cttz, one instruction)."""
