@@ -19,7 +19,8 @@ which the tests hold this module to. Here the same loop runs over NumPy arrays i
     loop itself would produce from their bytes are in it, so the shortcut never changes an answer
     (`self_encoding` checks each token once, when `build_tables` runs);
   * piece cache: pieces that did need merging are remembered across calls, in a bounded table that
-    is emptied when full (`PieceCache`), so memory stays bounded however much new text streams by;
+    is emptied when full (`PieceCache`), so memory stays bounded however much new text streams by.
+    All threads share it (`PieceCaches`): a piece learned by one is not learned again by another;
 - merge loop: for short pieces a scan of the pair ranks (`_merge_short`, quadratic but tiny); for
   long ones a linked list plus a binary heap of ``(rank, position)`` with lazy deletion
   (`_merge_long`, O(n log n)), so ``"a" * 10**6`` stays linear-ish.
@@ -30,7 +31,8 @@ gives the same answer for GPT-2's files, but not for a merge list in which two d
 the same bytes: there, a merge can create a pair of lower rank in the middle of a sweep.)
 
 Every kernel takes and returns arrays and integers only; the checks happen in `npgpt.Encoding` before a
-kernel is entered, and every array access here stays inside the sizes the caller passed.
+kernel is entered, and every array access here stays inside the sizes the caller passed. The piece
+cache is the one array that kernels on several threads write at once: `piece_put` says how.
 """
 
 from __future__ import annotations
