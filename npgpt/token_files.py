@@ -145,9 +145,13 @@ def _format_of(path: Path, format: str | None) -> Format:
 
 
 def _check_output(path: Path) -> None:
-    """Refuse, before any work, an output that cannot be written: a folder, or a file in a missing folder."""
+    """Refuse, before any work, an output that cannot be written: a folder, a device, pipe or socket (which
+    the rename would replace: ``--out /dev/null`` run as root replaced /dev/null), or a file in a missing folder."""
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the token file a name, e.g. {path / 'tokens.npy'}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket): a token file is written beside "
+                         "its name and renamed over it, which would replace it; give the name of a file")
     parent = path.parent
     if not parent.exists():
         raise FileNotFoundError(f"no folder {parent} to write {path} in")
@@ -167,7 +171,8 @@ class TokenWriter:
     Parameters
     ----------
     path : str or Path
-        The file to write. Its folder must exist; an existing file is replaced on success only.
+        The file to write. Its folder must exist; an existing file is replaced on success only (through
+        a symbolic link: the file it names). A folder, device, pipe or socket is refused.
     dtype : integer dtype
         How ids are stored (uint16 for GPT-2). Each `write` checks its ids fit before casting.
     format : "npy", "bin" or None
@@ -195,14 +200,16 @@ class TokenWriter:
         self.count = 0
         self._unsynced = 0  # bytes written since the last sync
         _check_output(self.path)
+        # A symbolic link stays one: the file it names is the one replaced (as writing through it would).
+        self._target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
         self._header = _npy_header(self.dtype, 0) if self.format == "npy" else b""
         # O_EXCL: a fresh file of our own, beside the target so that os.replace is a rename on one file system;
         # mode 0o666 lets the umask decide the permissions, as for any new file.
-        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        self._tmp = self._target.parent / f".{self._target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except PermissionError:
-            raise PermissionError(f"cannot write {self.path}: permission denied in {self.path.parent}") from None
+            raise PermissionError(f"cannot write {self.path}: permission denied in {self._target.parent}") from None
         except OSError as e:  # a read-only file system, ...: named by the file asked for, not our temporary one
             raise type(e)(f"cannot write {self.path}: {e.strerror or e}") from None
         self._file = os.fdopen(fd, "wb")
@@ -274,7 +281,7 @@ class TokenWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._target)
         except BaseException:
             self.abort()
             raise
@@ -360,6 +367,8 @@ class TokenFile:
         if self.path.is_dir():
             raise IsADirectoryError(f"{self.path} is a folder, not a token file")
         if not self.path.is_file():
+            if self.path.exists():
+                raise ValueError(f"{self.path} is not a regular file (a device, pipe or socket), not a token file")
             raise FileNotFoundError(f"no token file at {self.path}")
         where = f"{self.path}: "
         wanted = None if dtype is None else _int_dtype(dtype, where)

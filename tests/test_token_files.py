@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -424,6 +425,34 @@ def test_tokenize_refuses_bad_outputs_before_the_work(tmp_path):
     with pytest.raises(ValueError, match="format 'bin' holds uint16 ids"):
         tokenize_files([a], tmp_path / "t.bin", tokenizer=BigVocab())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d", "hard.txt", "link.txt"]
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tmp_path, capsys, enc):
+    # `npgpt tokenize a.txt --out /dev/null`, run as root, renamed a regular file over /dev/null. A pipe
+    # stands in for the device here: the output must be refused and left as it was.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    pipe = tmp_path / "pipe.npy"
+    os.mkfifo(pipe)
+    (tmp_path / "to-pipe.npy").symlink_to(pipe)
+    for out in (pipe, tmp_path / "to-pipe.npy"):
+        with pytest.raises(ValueError, match=f"{re.escape(str(out))} is not a regular file"):
+            tokenize_files([a], out, progress=False)
+        with pytest.raises(ValueError, match="is not a regular file"):
+            write_tokens(out, [1, 2])
+        assert main(["tokenize", str(a), "--out", str(out)]) == 2
+        assert "is not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and (tmp_path / "to-pipe.npy").is_symlink()
+    with pytest.raises(ValueError, match="is not a regular file"):  # and it is no token file to read either
+        TokenFile(pipe)
+    # a link to a token file: the file it names gets the new tokens, and the link stays a link
+    real = write_tokens(tmp_path / "real.npy", [1, 2, 3])
+    (tmp_path / "link.npy").symlink_to(real)
+    tokenize_files([a], tmp_path / "link.npy", progress=False)
+    assert (tmp_path / "link.npy").is_symlink() and np.load(real).tolist() == enc.encode("hello world")
+    write_tokens(tmp_path / "link.npy", [7])
+    assert (tmp_path / "link.npy").is_symlink() and np.load(real).tolist() == [7]
+    assert leftovers(tmp_path) == []
 
 
 def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
