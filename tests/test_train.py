@@ -227,6 +227,19 @@ def test_min_frequency_stops_early():
     assert enc.n_vocab == 256 + 1 + 1
 
 
+
+def test_a_min_frequency_past_any_count_learns_no_merge(tmp_path):
+    # 2**63 and more overflowed the kernel's int64 argument after the counting: OverflowError, or numba's
+    # TypingError and a traceback from the CLI. No pair occurs that often: no merge, as for 10**6 here.
+    for huge in (10**6, 2**62, 2**63, 10**30):
+        enc = train_bpe(["ab ab ab cd"], 1000, min_frequency=huge, progress=False)
+        assert enc.merges == [] and enc.n_vocab == 257
+    from npgpt.cli import main
+
+    (tmp_path / "a.txt").write_text("ab ab ab cd", encoding="utf-8")
+    assert main(["train", str(tmp_path / "a.txt"), "--vocab-size", "300", "--out", str(tmp_path / "v"),
+                 "--min-frequency", "99999999999999999999"]) == 0
+
 @pytest.mark.slow
 def test_corpus_file_equals_naive():
     text = corpus_file("sherlock.txt").read_text(encoding="utf-8")[:150_000]

@@ -378,6 +378,9 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     as `_count_all` builds it, or as `npgpt.distributed` merges it from many machines' counts)."""
     from npgpt.bpe import train_kernels as k
 
+    # No count reaches 2**62 (a corpus of exabytes), so a larger min_frequency means the same -- no merge --
+    # and the kernels take it as an int64.
+    min_frequency = min(int(min_frequency), 2**62)
     # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
     # whose count went back to 0, taken back at a cut, are left out.) The table's index and columns
     # go before the symbols are made, and the pool after: one at a time, the peak memory is lower.
@@ -392,7 +395,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     sym = pool[:n_sym].astype(np.uint16 if max_tokens <= 1 << 16 else np.int32)
     del pool
     corpus, tokens, n = k.new_state(sym, start, length, freq)
-    n[k.FLOOR] = max(2, min(int(min_frequency), 2**62))  # pairs below it wait outside the table (see rebuild)
+    n[k.FLOOR] = max(2, min_frequency)  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
     with _progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as bar:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
@@ -402,7 +405,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
                 pairs, chains, heap = k.no_parts()
             before = int(n[k.N_TOKENS])
             status, corpus, pairs, chains, heap, tokens = k.train_merges(
-                corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency), 1024, fresh, _SPARE)
+                corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, 1024, fresh, _SPARE)
             bar.update(int(n[k.N_TOKENS]) - before)
     # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
     del corpus, pairs, chains, heap
