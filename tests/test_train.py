@@ -78,6 +78,20 @@ def test_custom_pattern(documents, vocab_size):
     check(documents, vocab_size + 1, pattern=r"\S+|\s+")
 
 
+@pytest.mark.parametrize("pattern", [r"\w*|\s+", r"\p{L}*", r" ?\w*"])
+def test_a_pattern_that_matches_empty_text_counts_no_empty_pre_token(tmp_path, pattern):
+    # Such a pattern finds an empty match between words. It was counted as a pre-token b"", which the merge
+    # loop's table refused: "a counted table of words is inconsistent". An empty piece has no pairs to merge.
+    docs = ["low lower lowest newer newest"] * 10
+    (tmp_path / "d.txt").write_text(docs[0], encoding="utf-8")
+    counts = count_pretokens(docs, pattern=pattern, progress=False)
+    assert b"" not in counts and counts == reference.count_pretokens(docs, pattern=pattern)
+    assert count_pretokens(files=[tmp_path / "d.txt"], pattern=pattern, progress=False) == {
+        w: c // 10 for w, c in counts.items()}
+    enc = check(docs, 280, pattern=pattern)
+    assert enc.merges == train_bpe(files=[tmp_path / "d.txt"] * 10, vocab_size=280, pattern=pattern,
+                                   progress=False).merges
+
 def test_verdict_equals_naive(verdict):
     enc = check([verdict], 600)
     assert enc.decode(enc.encode(verdict)) == verdict

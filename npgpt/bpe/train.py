@@ -193,7 +193,8 @@ def _count_regex(words, source: str | Path, specials: list[str], pattern: str, b
                                         allowed_special=frozenset(specials), chunk_chars=READ_BYTES)
     for chunk in chunks:
         for part in split.split(chunk) if split else [chunk]:
-            pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part)]
+            # (a pattern that can match empty text, such as r"\w*", finds empty pieces: no pre-tokens, no pairs)
+            pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part) if p]
             if pieces:
                 bounds = np.zeros(len(pieces) + 1, np.int64)
                 np.cumsum([len(p) for p in pieces], out=bounds[1:])
