@@ -221,15 +221,22 @@ def cmd_train(args) -> None:
         else:
             enc = npgpt.train_bpe(files=args.files, vocab_size=args.vocab_size, special_tokens=specials,
                                   min_frequency=args.min_frequency, num_threads=args.threads)
-    except UnicodeDecodeError as e:  # the reason names the file and the byte offset
-        raise UserError(f"not UTF-8 text: {e.reason}") from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(e) from None
     paths = enc.save(args.out, format=args.format)
     print(f"learned {len(enc.merges):,} merges: {enc.n_vocab:,} tokens; wrote {', '.join(map(str, paths))}")
 
 
-def cmd_tokenize(args) -> None:
+def _not_utf8(e: UnicodeDecodeError) -> UserError:
+    """The mistake of a file that is not UTF-8 text, from the library's error (it names the file and the byte)."""
     from npgpt.token_files import FileDecodeError
 
+    if isinstance(e, FileDecodeError):
+        return UserError(f"{e.path} is not UTF-8 text ({e.problem} at byte {e.offset})")
+    return UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")
+
+
+def cmd_tokenize(args) -> None:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
@@ -242,9 +249,7 @@ def cmd_tokenize(args) -> None:
         written = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads,
                                        format=args.format, val_fraction=args.val_fraction)
     except UnicodeDecodeError as e:  # tokenize_files names the file and the byte
-        if isinstance(e, FileDecodeError):
-            raise UserError(f"{e.path} is not UTF-8 text ({e.problem} at byte {e.offset})") from None
-        raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise _not_utf8(e) from None
     except (ValueError, OSError) as e:  # bad --out, an output that is an input, a missing file, permissions
         raise UserError(str(e).splitlines()[0] if str(e) else repr(e)) from None
     for tf in written if isinstance(written, tuple) else (written,):
@@ -272,8 +277,11 @@ def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
     from npgpt import distributed
 
     with _dask_client(args.scheduler) as client:
-        index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
-                                     format=args.format or "npy")
+        try:
+            index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
+                                         format=args.format or "npy")
+        except UnicodeDecodeError as e:
+            raise _not_utf8(e) from None
     print(f"wrote {index['tokens']:,} tokens in {len(index['shards'])} shard files and {out / 'index.json'}")
 
 

@@ -474,6 +474,12 @@ class FileDecodeError(UnicodeDecodeError):
         what = f"byte 0x{bad[0]:02x}" if len(bad) == 1 else f"bytes {bad.hex(' ')}"
         return f"'utf-8' codec can't decode {what}: {self.reason}"
 
+    def __reduce__(self) -> tuple:
+        # What BaseException's would return; defined so that Dask, which sends a worker's exception through
+        # tblib, rebuilds it by calling the class: tblib rebuilds a class with its own __init__ and a builtin
+        # __reduce__ without calling __init__, and UnicodeDecodeError's bytes and reason were None.
+        return type(self), self.args, self.__dict__
+
 
 def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
     """The text of `path` in pieces, decoded from blocks of bytes exactly (no newline translation).

@@ -44,6 +44,7 @@ import numpy as np
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.token_files import _decode_error
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -91,7 +92,8 @@ def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
 
 def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
     """The bytes of `path` in blocks of about READ_BYTES (more when the caller carries a long tail
-    it cannot cut), checked to be UTF-8: UnicodeDecodeError names the file and the byte offset."""
+    it cannot cut), checked to be UTF-8: a `npgpt.token_files.FileDecodeError` (a UnicodeDecodeError)
+    names the file and the byte offset, as ``npgpt tokenize``'s does."""
     check = codecs.getincrementaldecoder("utf-8")()
     offset = 0  # file offset of the next block
     with open(path, "rb") as f:
@@ -100,18 +102,14 @@ def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
             try:
                 check.decode(block)  # the str is dropped; this is the strict UTF-8 check
             except UnicodeDecodeError as e:
-                where = offset - pending + e.start
-                raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
-                                         f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+                raise _decode_error(path, e, e.object, 0, offset - pending + e.start) from None
             offset += len(block)
             bar.update(len(block))
             yield block
     try:
         check.decode(b"", final=True)
     except UnicodeDecodeError as e:
-        where = offset - len(e.object) + e.start
-        raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
-                                 f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+        raise _decode_error(path, e, e.object, 0, offset - len(e.object) + e.start) from None
 
 
 def _char_boundary(buf: bytes) -> int:
