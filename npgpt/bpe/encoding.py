@@ -793,7 +793,7 @@ class Encoding:
 
     def _bad_token(self, tokens: list, exc: Exception) -> Exception:
         for k, t in enumerate(tokens):
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            if not isinstance(t, (int, np.integer)):  # (a bool is an int here, as in decoding and tiktoken)
                 return TypeError(f"token ids must be integers, got {t!r} at position {k}")
             if not 0 <= t <= self.max_token_value or self._decode_list[t] is None:
                 return InvalidTokenError(
