@@ -599,7 +599,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     out : the token file to write (atomically: see the module docstring). With `val_fraction`, a
         folder (created if its parent exists) that receives ``train.npy`` and ``val.npy`` (or ``.bin``).
         It is checked before any work; an output that is also an input is refused.
-    tokenizer : an `npgpt.Encoding` (default: GPT-2).
+    tokenizer : an `npgpt.Encoding`, or an encoding name for `npgpt.get_encoding` (default: ``"gpt2"``).
     format : "npy", "bin" (raw uint16, nanoGPT's format: needs a vocabulary of at most 65,536 ids),
         or None: "bin" if `out` ends in ``.bin``, else "npy".
     val_fraction : float in (0, 1), optional
@@ -622,8 +622,6 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     >>> train.tokens.tolist(), val.tokens.tolist(), train.path.name
     ([31373, 995, 50256], [16390, 50256], 'train.npy')
     """
-    from npgpt.bpe import get_encoding
-
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
         raise ValueError(f"num_threads must be an int >= 1 (or None for all cores), got {num_threads!r}")
@@ -656,7 +654,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         for p in files:
             if _same_file(o, p):
                 raise ValueError(f"the output {o} is also an input ({p}); an input is never overwritten")
-    tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
+    tok = _tokenizer(tokenizer)
     dtype = tok.token_dtype
     if fmt == "bin":
         if tok.n_vocab > 2**16:
@@ -695,6 +693,20 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         w.close()
     written = [TokenFile(o, dtype=dtype) for o in outputs]
     return written[0] if val_fraction is None else (written[0], written[1])
+
+
+def _tokenizer(tokenizer: Any) -> Any:
+    """`tokenize_files`'s tokenizer: an `npgpt.Encoding`, or one by name (None: GPT-2's). Anything else must
+    have what `_pipeline` and `tokenize_files` use of an encoding, or it is refused before any work."""
+    from npgpt.bpe import get_encoding
+
+    if tokenizer is None or isinstance(tokenizer, str):
+        return get_encoding("gpt2" if tokenizer is None else tokenizer)
+    missing = [a for a in ("token_dtype", "n_vocab", "chunk_text", "encode_to_numpy") if not hasattr(tokenizer, a)]
+    if missing:
+        raise TypeError(f"tokenizer must be an npgpt.Encoding or an encoding name such as 'gpt2', got "
+                        f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__} (it has no {', '.join(missing)})")
+    return tokenizer
 
 
 @contextlib.contextmanager

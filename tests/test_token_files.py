@@ -421,6 +421,7 @@ def test_tokenize_refuses_bad_outputs_before_the_work(tmp_path):
 
     class BigVocab:  # what the check reads of an encoding with more ids than uint16 holds
         name, n_vocab, token_dtype = "big", 100_277, np.dtype(np.uint32)
+        chunk_text = encode_to_numpy = None  # (an encoding that is not npgpt's has these too)
 
     with pytest.raises(ValueError, match="format 'bin' holds uint16 ids"):
         tokenize_files([a], tmp_path / "t.bin", tokenizer=BigVocab())
@@ -454,6 +455,27 @@ def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tmp_path, 
     assert (tmp_path / "link.npy").is_symlink() and np.load(real).tolist() == [7]
     assert leftovers(tmp_path) == []
 
+
+def test_the_tokenizer_is_an_encoding_or_its_name(tmp_path, enc):
+    # tokenizer="gpt2" (as npgpt.distributed.tokenize takes it) and tiktoken's Encoding, which npgpt stands in
+    # for, both raised AttributeError: 'str' / 'Encoding' object has no attribute 'token_dtype'.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    assert tokenize_files([a], tmp_path / "t.npy", tokenizer="gpt2", progress=False).tokens.tolist() == [31373, 995]
+    with pytest.raises(ValueError, match="Unknown encoding 'cl100k_base'"):
+        tokenize_files([a], tmp_path / "t.npy", tokenizer="cl100k_base", progress=False)
+
+    class Encoding:  # what tiktoken's is, to tokenize_files: encode and encode_to_numpy, no chunk_text
+        def encode(self, text, **kwargs):
+            return enc.encode(text, **kwargs)
+
+        def encode_to_numpy(self, text, **kwargs):
+            return enc.encode_to_numpy(text, **kwargs)
+
+    for bad in (Encoding(), None.__class__, 50257):
+        with pytest.raises(TypeError, match=r"tokenizer must be an npgpt\.Encoding or an encoding name"):
+            tokenize_files([a], tmp_path / "u.npy", tokenizer=bad, progress=False)
+    assert not (tmp_path / "u.npy").exists()
 
 def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
     a = tmp_path / "a.txt"
