@@ -111,9 +111,11 @@ def token_spans(token_ids: Any, length: int, stride: int) -> np.ndarray:
     ``n = len(range(0, len(ids) - length + 1, stride))`` windows. No copy: rows overlap in memory."""
     ids = as_token_array(token_ids)
     n = n_windows(len(ids), length - 1, stride)
-    # Row i starts stride tokens after row i - 1; the last row ends at (n-1)*stride + length <= len(ids).
-    return np.lib.stride_tricks.as_strided(ids, shape=(n, length), strides=(stride * ids.strides[0], ids.strides[0]),
-                                           writeable=False)
+    # Row i starts stride tokens after row i - 1; the last row ends at (n-1)*stride + length <= len(ids). So with
+    # two rows or more the stride is below len(ids); with one or none it is never taken, and a huge one would
+    # overflow the view's byte stride: it is clipped.
+    step = min(stride, len(ids)) * ids.strides[0]
+    return np.lib.stride_tricks.as_strided(ids, shape=(n, length), strides=(step, ids.strides[0]), writeable=False)
 
 
 def sliding_windows(token_ids: Any, max_length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:

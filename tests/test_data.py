@@ -103,6 +103,19 @@ def test_windows_of_lists_never_wrap(ids, max_length, stride):
     assert x.tolist() == xs and y.tolist() == ys
 
 
+
+@pytest.mark.parametrize("stride", [2**62, 2**63 - 1, 10**30])
+def test_a_stride_past_the_tokens_gives_the_one_window(stride):
+    # One window whatever the stride beyond the tokens; from 2**62 the view's byte stride overflowed:
+    # OverflowError "Python int too large to convert to C long", naming nothing.
+    ids = np.arange(20, dtype=np.uint16)
+    ds = GPTDatasetV1.from_token_ids(ids, 4, stride)
+    assert len(ds) == 1 and ds[0][0].tolist() == [0, 1, 2, 3] and ds[0][1].tolist() == [1, 2, 3, 4]
+    x, y = sliding_windows(ids, 4, stride)
+    assert x.tolist() == [[0, 1, 2, 3]] and y.tolist() == [[1, 2, 3, 4]]
+    assert [b[0].tolist() for b in DataLoader(ds, 2, shuffle=True, seed=0)] == [[[0, 1, 2, 3]]]
+    assert sliding_windows(ids[:4], 4, stride)[0].shape == (0, 4)
+
 def test_big_ids_are_kept_exactly():
     x, y = sliding_windows([2**32 + 7, 1, 2, 3], 2, 1)
     assert x.tolist() == [[2**32 + 7, 1], [1, 2]] and y[0].tolist() == [1, 2]
