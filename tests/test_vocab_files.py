@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 
 import pytest
 
@@ -237,3 +239,17 @@ def test_saving_is_atomic_and_keeps_the_old_files_on_failure(enc, tmp_path, monk
         npgpt.Encoding({i: bytes([i]) for i in range(256)}, []).save(tmp_path)
     assert v.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.txt", "vocab.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_files_are_as_readable_as_the_umask_says(tmp_path, umask):
+    # They were written through tempfile, whose files are 0600 (owner only), and renamed as they were: a
+    # vocabulary saved for a team, or for Dask workers running as another user, could not be read by them.
+    enc = npgpt.Encoding({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")], name="t")
+    old = os.umask(umask)
+    try:
+        paths = [*enc.save(tmp_path / "gpt2"), *enc.save(tmp_path / "tt", format="tiktoken")]
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths} == dict.fromkeys(
+        ["vocab.json", "merges.txt", "t.tiktoken"], 0o666 & ~umask)

@@ -32,6 +32,7 @@ import importlib.util
 import itertools
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -491,9 +492,11 @@ def write_files(directory: str | os.PathLike, format: str, name: str, encoder: M
 def _write_atomic(path: Path, data: bytes) -> None:
     # A temporary file beside the target, renamed over it only when complete: a reader (or a
     # crash) never sees half a file, and an earlier file survives a failed write.
+    # (Not tempfile's files: they are 0600, and the rename would keep that. Mode 0o666 lets the umask decide,
+    # as for any new file, so that the people and machines meant to read a vocabulary can.)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        tmp = Path(f.name)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
         try:
             f.write(data)
             f.close()
