@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 
@@ -253,3 +254,13 @@ def test_saved_files_are_as_readable_as_the_umask_says(tmp_path, umask):
         os.umask(old)
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths} == dict.fromkeys(
         ["vocab.json", "merges.txt", "t.tiktoken"], 0o666 & ~umask)
+
+
+@pytest.mark.parametrize("name", ["../outside", "sub/dir", "", "."])
+def test_a_name_that_is_no_file_name_is_refused_by_a_tiktoken_save(tmp_path, name):
+    # save(format="tiktoken") writes <name>.tiktoken: "../outside" wrote beside the folder asked for, "sub/dir"
+    # made a folder, "" a hidden ".tiktoken".
+    enc = npgpt.Encoding({i: bytes([i]) for i in range(256)}, [], name=name)
+    with pytest.raises(ValueError, match=re.escape(f"name {name!r} is not a file name")):
+        enc.save(tmp_path / "v", format="tiktoken")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []

@@ -485,6 +485,9 @@ def write_files(directory: str | os.PathLike, format: str, name: str, encoder: M
         if any(x >= y for x, y in itertools.pairwise(merged)):
             raise ValueError(
                 "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order")
+        if not name or name in (".", "..") or Path(name).name != name or os.sep in name or "/" in name:
+            raise ValueError(f"the encoding's name {name!r} is not a file name, which save(format='tiktoken') "
+                             "needs for <name>.tiktoken; set .name")
         return (write_tiktoken_file(directory / f"{name}.tiktoken", encoder),)
     raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
 
