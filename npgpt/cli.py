@@ -423,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         return _fail(f"{where}{e.strerror or e}")
     except (ValueError, KeyError, TypeError, UnicodeError) as e:  # the library names the bad value
-        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        # (a KeyError's str() is the repr of its message, in quotes)
+        text = e.args[0] if type(e) is KeyError and len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+        return _fail(text.splitlines()[0] if text else type(e).__name__)
     return 0
 
 

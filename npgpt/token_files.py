@@ -661,12 +661,12 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
             raise ValueError(f"format 'bin' holds uint16 ids (nanoGPT's format); {tok.name} has {tok.n_vocab:,} "
                              "ids: use format 'npy'")
         dtype = np.dtype(np.uint16)
+    eot_id = tok.eot_token if eot else None  # (KeyError for an encoding without one: before any folder is made)
     made_folder = val_fraction is not None and not out.is_dir()
     if made_folder:
         _check_output(out)
         out.mkdir()
     threads = num_threads or os.cpu_count() or 1
-    eot_id = tok.eot_token if eot else None
     disable = (not sys.stderr.isatty()) if progress is None else not progress
     total = sum(p.stat().st_size for p in files)
     writers: list[TokenWriter] = []

@@ -477,6 +477,20 @@ def test_the_tokenizer_is_an_encoding_or_its_name(tmp_path, enc):
             tokenize_files([a], tmp_path / "u.npy", tokenizer=bad, progress=False)
     assert not (tmp_path / "u.npy").exists()
 
+def test_eot_with_an_encoding_that_has_none_fails_before_the_work(tmp_path, capsys):
+    # The KeyError came after the split's folder was made, and left it; the CLI printed it in quotes.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    enc = npgpt.train_bpe(["hello world"], 260, special_tokens=["<|pad|>"], progress=False)
+    with pytest.raises(KeyError, match=re.escape("has no '<|endoftext|>' token")):
+        tokenize_files([a], tmp_path / "split", tokenizer=enc, eot=True, val_fraction=0.5, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    enc.save(tmp_path / "v")
+    assert main(["tokenize", str(a), "--vocab", str(tmp_path / "v"), "--eot", "--out", str(tmp_path / "s"),
+                 "--val-fraction", "0.5"]) == 2
+    assert capsys.readouterr().err == "npgpt: <Encoding 'vocab'> has no '<|endoftext|>' token\n"
+    assert not (tmp_path / "s").exists()
+
 def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
     a = tmp_path / "a.txt"
     a.write_text("hello", encoding="utf-8")
