@@ -168,7 +168,8 @@ def count_pretokens(shards: Iterable[str | os.PathLike], special_tokens: Iterabl
 
 
 def train_bpe(shards: Iterable[str | os.PathLike], vocab_size: int, special_tokens: Iterable[str] = ("<|endoftext|>",),
-              *, client: Any = None, pattern: str | None = None, min_frequency: int = 1, progress: bool = True) -> Any:
+              *, client: Any = None, pattern: str | None = None, min_frequency: int = 1,
+              progress: bool | None = None) -> Any:
     """`npgpt.train_bpe` on files, with the counting on a Dask cluster; the same merges.
 
     The workers count the pre-tokens of their shards and add the counts up pairwise; only the final

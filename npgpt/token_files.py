@@ -49,7 +49,7 @@ import secrets
 import sys
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -590,7 +590,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     see `_encode_files`). Memory holds about ``2 * num_threads`` chunks whatever the corpus size.
     Text that spells ``<|endoftext|>`` is encoded as ordinary text; with `eot`, the real
     ``<|endoftext|>`` token is written after each file, marking document boundaries. A tqdm bar
-    shows progress on a terminal (`progress` None), always (True) or never (False).
+    shows progress on a terminal (`progress` None), always (True) or never (False): `progress_bar`.
 
     Parameters
     ----------
@@ -667,14 +667,13 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         _check_output(out)
         out.mkdir()
     threads = num_threads or os.cpu_count() or 1
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
     total = sum(p.stat().st_size for p in files)
     writers: list[TokenWriter] = []
     try:
         for o in outputs:  # opened now: a bad `out` fails before the work
             writers.append(TokenWriter(o, dtype, fmt))
         writer = writers[0]
-        with _progress_bar(total, disable) as update:
+        with progress_bar(progress, total=total, unit="B", unit_scale=True, desc="tokenize") as update:
             _encode_files(files, tok, writer, threads, chunk_chars, eot_id, update)
         if val_fraction is not None:
             split = int(writer.count * (1 - val_fraction))
@@ -710,15 +709,19 @@ def _tokenizer(tokenizer: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _progress_bar(total: int, disable: bool) -> Iterator[Any]:
-    """A tqdm bar's ``update`` over `total` bytes; tqdm is not even imported when there is no bar
-    (importing it takes 7 ms, as long as encoding 1 MB)."""
-    if disable:
+def progress_bar(progress: bool | None, **tqdm_args: Any) -> Iterator[Callable[[int], Any]]:
+    """The ``update`` of a tqdm bar on stderr, made with `tqdm_args` (``total``, ``desc``, ...), as tqdm's
+    ``disable`` means it: `progress` None shows it on a terminal only, True always, False never.
+
+    What `tokenize_files` and `npgpt.train_bpe` show. Without a bar, ``update`` does nothing, and tqdm
+    is not even imported (that takes 7 ms, as long as encoding 1 MB).
+    """
+    if not (sys.stderr.isatty() if progress is None else progress):
         yield lambda n: None
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize") as bar:
+    with tqdm(file=sys.stderr, **tqdm_args) as bar:
         yield bar.update
 
 

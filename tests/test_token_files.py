@@ -491,6 +491,25 @@ def test_eot_with_an_encoding_that_has_none_fails_before_the_work(tmp_path, caps
     assert capsys.readouterr().err == "npgpt: <Encoding 'vocab'> has no '<|endoftext|>' token\n"
     assert not (tmp_path / "s").exists()
 
+
+@pytest.mark.parametrize(("progress", "terminal", "shown"), [
+    (None, False, False), (None, True, True), (True, False, True), (True, True, True), (False, True, False)])
+def test_progress_means_what_tqdm_means(tmp_path, capsys, monkeypatch, progress, terminal, shown):
+    # One meaning for npgpt's progress bars (tokenize_files and train_bpe had two: True was "always" in
+    # one, "on a terminal only" in the other): None on a terminal only, True always, False never.
+    from npgpt.token_files import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    tokenize_files([a], tmp_path / "t.npy", progress=progress)
+    npgpt.train_bpe(files=[a], vocab_size=260, progress=progress)
+    with progress_bar(progress, total=3, desc="here") as update:
+        update(3)
+    err = capsys.readouterr().err
+    for desc in ("tokenize", "counting", "merging", "here"):
+        assert (f"{desc}:" in err) == shown, err
+
 def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
     a = tmp_path / "a.txt"
     a.write_text("hello", encoding="utf-8")

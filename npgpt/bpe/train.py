@@ -33,7 +33,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
-from npgpt.token_files import _decode_error
+from npgpt.token_files import _decode_error, progress_bar
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -90,7 +89,7 @@ def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
     return sources, size
 
 
-def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
+def _blocks(path: Path, carry: Iterator[int], update) -> Iterator[bytes]:
     """The bytes of `path` in blocks of about READ_BYTES (more when the caller carries a long tail
     it cannot cut), checked to be UTF-8: a `npgpt.token_files.FileDecodeError` (a UnicodeDecodeError)
     names the file and the byte offset, as ``npgpt tokenize``'s does."""
@@ -104,7 +103,7 @@ def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
             except UnicodeDecodeError as e:
                 raise _decode_error(path, e, e.object, 0, offset - pending + e.start) from None
             offset += len(block)
-            bar.update(len(block))
+            update(len(block))
             yield block
     try:
         check.decode(b"", final=True)
@@ -143,7 +142,7 @@ def _segments(buf: bytes, specials: re.Pattern | None, limit: int) -> tuple[np.n
 # counting
 
 
-def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: int, bar):
+def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: int, update):
     """Count the GPT-2 pre-tokens of one source with the numba scanner; return the grown `words`.
 
     A file is read in blocks; each block is counted up to a safe cut (see `count_pieces`) and the
@@ -156,7 +155,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
     classes = char_classes()
     if isinstance(source, str):
         raw = pretokenize.to_utf8(source)  # surrogates as tiktoken: pairs joined, lone ones U+FFFD
-        bar.update(len(source))
+        update(len(source))
         starts, ends = _segments(raw, specials, len(raw))
         return k.count_pieces(words, np.frombuffer(raw, np.uint8), starts, ends, classes, len(raw), True)[0]
     carry = b""
@@ -165,7 +164,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
         while True:
             yield len(carry)
 
-    for block in _blocks(source, carried(), bar):
+    for block in _blocks(source, carried(), update):
         buf = carry + block
         # Decide only what the buffer's text decides: no special token may start in the last `hold`
         # bytes, and no character may be cut.
@@ -177,7 +176,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
     return k.count_pieces(words, np.frombuffer(carry, np.uint8), starts, ends, classes, len(carry), True)[0]
 
 
-def _count_regex(words, source: str | Path, specials: list[str], pattern: str, bar):
+def _count_regex(words, source: str | Path, specials: list[str], pattern: str, update):
     """Count the pre-tokens of a custom `pattern` (the `regex` module; files cut by `pretokenize.chunk_text`)."""
     from npgpt.bpe import train_kernels as k
 
@@ -185,9 +184,9 @@ def _count_regex(words, source: str | Path, specials: list[str], pattern: str, b
     split = pretokenize.special_token_regex(frozenset(specials)) if specials else None
     if isinstance(source, str):
         chunks: Iterable[str] = [source]
-        bar.update(len(source))
+        update(len(source))
     else:
-        chunks = pretokenize.chunk_text(_text_blocks(source, bar), pattern=pattern,
+        chunks = pretokenize.chunk_text(_text_blocks(source, update), pattern=pattern,
                                         allowed_special=frozenset(specials), chunk_chars=READ_BYTES)
     for chunk in chunks:
         for part in split.split(chunk) if split else [chunk]:
@@ -200,14 +199,14 @@ def _count_regex(words, source: str | Path, specials: list[str], pattern: str, b
     return words
 
 
-def _text_blocks(path: Path, bar) -> Iterator[str]:
+def _text_blocks(path: Path, update) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
-    for block in _blocks(path, iter(lambda: 0, 1), bar):
+    for block in _blocks(path, iter(lambda: 0, 1), update):
         yield decoder.decode(block)
 
 
 def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: str, num_threads: int | None,
-               progress: bool):
+               progress: bool | None):
     """Count the pre-tokens of every source into one `train_kernels.Words` (see `count_pretokens`)."""
     from npgpt.bpe import merge_kernels
     from npgpt.bpe import train_kernels as k
@@ -224,51 +223,28 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     split = pretokenize.special_token_regex_bytes(frozenset(specials)) if specials else None
     hold = max((len(s.encode("utf-8")) for s in specials), default=1) - 1
 
-    def count(todo: list[str | Path], bar):
+    def count(todo: list[str | Path], update):
         words = k.new_words()
         for source in todo:
             if pattern == GPT2_PATTERN:
-                words = _count_gpt2(words, source, split, hold, bar)
+                words = _count_gpt2(words, source, split, hold, update)
             else:
-                words = _count_regex(words, source, specials, pattern, bar)
+                words = _count_regex(words, source, specials, pattern, update)
         return words
 
-    with _progress_bar(progress, total=total, unit="B", unit_scale=True, desc="counting") as bar:
+    with progress_bar(progress, total=total, unit="B", unit_scale=True, desc="counting") as update:
         if threads == 1:
-            return count(sources, bar)
+            return count(sources, update)
         # Sources are shared out between threads, each with its own table; the tables are then added
         # up (the kernels release the GIL). A count does not depend on which thread saw the text.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda i: count(sources[i::threads], bar), range(threads)))
+            parts = list(pool.map(lambda i: count(sources[i::threads], update), range(threads)))
     words = parts[0]
     for other in parts[1:]:
         words = k.merge_counts(words, other)
     return words
-
-
-class _NoBar:
-    """What `_progress_bar` gives when there is no bar to show: `update` does nothing."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr (shown only on a terminal), or, without `progress`, `_NoBar` (importing
-    tqdm takes a few ms of a run that may take a second in all)."""
-    if not progress:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(disable=None, file=sys.stderr, **kwargs)  # disable=None: shown only on a terminal
 
 
 def _check_specials(special_tokens: Iterable[str]) -> list[str]:
@@ -287,7 +263,7 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
 
 def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable[str] = ("<|endoftext|>",), *,
                     files: Iterable[str | os.PathLike] | None = None, pattern: str = GPT2_PATTERN,
-                    num_threads: int | None = None, progress: bool = True) -> dict[bytes, int]:
+                    num_threads: int | None = None, progress: bool | None = None) -> dict[bytes, int]:
     """Count the distinct pre-tokens of `texts` and `files` (see `train_bpe` for the arguments):
     UTF-8 bytes -> occurrences. The plain twin is `npgpt.reference.count_pretokens`.
 
@@ -310,7 +286,7 @@ def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable
 def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
               special_tokens: Iterable[str] = ("<|endoftext|>",), *, files: Iterable[str | os.PathLike] | None = None,
               pattern: str = GPT2_PATTERN, min_frequency: int = 1, num_threads: int | None = None,
-              progress: bool = True) -> Encoding:
+              progress: bool | None = None) -> Encoding:
     """Learn a byte-level BPE vocabulary from documents and files; return it as an `Encoding`.
 
     Parameters
@@ -334,8 +310,9 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
         Stop when the best pair occurs fewer times (at least 1).
     num_threads : int
         Threads for counting, one source at a time each (default: all cores).
-    progress : bool
-        tqdm bars over the input bytes and the merges (shown only on a terminal).
+    progress : bool or None
+        tqdm bars over the input bytes and the merges, on stderr: None on a terminal only, True always,
+        False never (`npgpt.token_files.progress_bar`).
 
     The exact rules are in the module docstring. The result encodes, decodes and saves like any
     `Encoding`: ``.vocab``, ``.merges``, ``save(dir, format="gpt2" | "tiktoken")``.
@@ -372,7 +349,7 @@ def _check_training(vocab_size: Any, special_tokens: Iterable[str], min_frequenc
 
 
 def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, pattern: str = GPT2_PATTERN,
-                      min_frequency: int = 1, progress: bool = True) -> Encoding:
+                      min_frequency: int = 1, progress: bool | None = None) -> Encoding:
     """The merge loop of `train_bpe`, on pre-tokens counted already (a `train_kernels.Words` table,
     as `_count_all` builds it, or as `npgpt.distributed` merges it from many machines' counts)."""
     from npgpt.bpe import train_kernels as k
@@ -396,7 +373,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     corpus, tokens, n = k.new_state(sym, start, length, freq)
     n[k.FLOOR] = max(2, min_frequency)  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
-    with _progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as bar:
+    with progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as update:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
         while status != k.STOPPED:
             fresh = status == k.NEEDS_ROOM
@@ -405,7 +382,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
             before = int(n[k.N_TOKENS])
             status, corpus, pairs, chains, heap, tokens = k.train_merges(
                 corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, 1024, fresh, _SPARE)
-            bar.update(int(n[k.N_TOKENS]) - before)
+            update(int(n[k.N_TOKENS]) - before)
     # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
     del corpus, pairs, chains, heap
     _give_back_memory()
