@@ -103,11 +103,13 @@ def default_text() -> tuple[str, str]:
 
 
 def _input_file(path: str) -> Path:
-    """`path` when it is a file to read; else the mistake, in one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{'not a regular file' if p.exists() else 'no such file'}: {path}")
-    return p
+    """`path` when it is a file to read; else the mistake, in one line (`npgpt.token_files.regular_file`)."""
+    from npgpt.token_files import regular_file
+
+    try:
+        return regular_file(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
 
 
 def _read_text(path: str | None) -> tuple[str, str]:

@@ -366,10 +366,7 @@ class TokenFile:
         self.path = Path(path)
         if self.path.is_dir():
             raise IsADirectoryError(f"{self.path} is a folder, not a token file")
-        if not self.path.is_file():
-            if self.path.exists():
-                raise ValueError(f"{self.path} is not a regular file (a device, pipe or socket), not a token file")
-            raise FileNotFoundError(f"no token file at {self.path}")
+        regular_file(self.path, "token file")
         where = f"{self.path}: "
         wanted = None if dtype is None else _int_dtype(dtype, where)
         size = self.path.stat().st_size
@@ -568,6 +565,20 @@ def _utf8_chunks(path: Path, block: int, progress) -> Iterator[tuple[bytes, int]
                 size *= 2
 
 
+def regular_file(path: str | os.PathLike, what: str = "file", more: int = 0) -> Path:
+    """`path`, as a Path, when it is a regular file (or a link to one): the check of every file npgpt reads
+    (`tokenize_files`, `npgpt.train_bpe`, `TokenFile`, the CLI, `npgpt.distributed`). Else FileNotFoundError
+    ("no such file: ...") or ValueError ("not a regular file: ... (a folder, device or pipe)"); `what`
+    names the kind of file, `more` how many others are wrong too."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    also = f" (and {more} more)" if more else ""
+    if p.exists():
+        raise ValueError(f"not a regular {what}: {p} (a folder, device or pipe){also}")
+    raise FileNotFoundError(f"no such {what}: {p}{also}")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -629,14 +640,9 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
     if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
-    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]  # one file, or many
+    files = [regular_file(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]  # one, or many
     if not files:
         raise ValueError("no input files")
-    for p in files:
-        if not p.is_file():
-            if p.exists():
-                raise ValueError(f"not a regular file: {p} (a folder, device or pipe)")
-            raise FileNotFoundError(f"no such file: {p}")
     says_folder = isinstance(out, str) and out.endswith(("/", os.sep))  # (Path drops a trailing slash)
     out = Path(out)
     if val_fraction is None:

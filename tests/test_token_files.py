@@ -444,7 +444,7 @@ def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tmp_path, 
         assert main(["tokenize", str(a), "--out", str(out)]) == 2
         assert "is not a regular file" in capsys.readouterr().err
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and (tmp_path / "to-pipe.npy").is_symlink()
-    with pytest.raises(ValueError, match="is not a regular file"):  # and it is no token file to read either
+    with pytest.raises(ValueError, match="not a regular token file"):  # and it is no token file to read either
         TokenFile(pipe)
     # a link to a token file: the file it names gets the new tokens, and the link stays a link
     real = write_tokens(tmp_path / "real.npy", [1, 2, 3])
@@ -712,6 +712,29 @@ def test_folders_are_not_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         tokenize_files([tmp_path], tmp_path / "t.npy", progress=False)
 
+
+
+def test_every_input_check_says_the_same(tmp_path):
+    # One check, and one wording, for a file to read that is missing or no regular file: tokenize_files,
+    # train_bpe, TokenFile (a folder: IsADirectoryError), the CLI (in one line) and npgpt.distributed.
+    from npgpt.token_files import regular_file
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    (tmp_path / "x.txt").write_text("x", encoding="utf-8")
+    assert regular_file(str(tmp_path / "x.txt")) == tmp_path / "x.txt"
+    for path, error, message in ((tmp_path, ValueError, f"not a regular file: {tmp_path} (a folder, device or pipe)"),
+                                 (pipe, ValueError, f"not a regular file: {pipe} (a folder, device or pipe)"),
+                                 (tmp_path / "nope", FileNotFoundError, f"no such file: {tmp_path / 'nope'}")):
+        for call, args in ((regular_file, (path,)), (tokenize_files, ([path], tmp_path / "t.npy")),
+                           (npgpt.train_bpe, (None, 300, ["<|endoftext|>"]))):
+            with pytest.raises(error, match=f"^{re.escape(message)}$"):
+                call(*args, **({"files": [path]} if call is npgpt.train_bpe else {}))
+        if path != tmp_path:
+            with pytest.raises(error, match=f"^{re.escape(message.replace('file', 'token file', 1))}$"):
+                TokenFile(path)
+    with pytest.raises(FileNotFoundError, match=f"^no such shard: {re.escape(str(tmp_path / 'a'))} \\(and 1 more\\)$"):
+        regular_file(tmp_path / "a", "shard", more=1)
 
 def test_a_failed_split_leaves_no_folder(tmp_path):
     bad = tmp_path / "bad.txt"

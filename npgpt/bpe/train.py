@@ -43,7 +43,7 @@ import numpy as np
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
-from npgpt.token_files import _decode_error, progress_bar
+from npgpt.token_files import _decode_error, progress_bar, regular_file
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -76,16 +76,7 @@ def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
         if not isinstance(f, (str, os.PathLike)):
             raise TypeError(f"files must hold paths (str or Path), got {type(f).__name__}")
         sources.append(Path(f))
-    size = 0
-    for s in sources:
-        if isinstance(s, Path):
-            if not s.is_file():
-                if s.exists():
-                    raise ValueError(f"not a regular file: {s} (a folder, device or pipe)")
-                raise FileNotFoundError(f"no such file: {s}")
-            size += s.stat().st_size
-        else:
-            size += len(s)
+    size = sum(regular_file(s).stat().st_size if isinstance(s, Path) else len(s) for s in sources)
     return sources, size
 
 
