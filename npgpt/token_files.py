@@ -445,6 +445,11 @@ class TokenFile:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def __reduce__(self) -> tuple:
+        # Pickled as where it is, opened again on the other side (a DataLoader's workers, multiprocessing):
+        # pickling the mapping would copy the whole file into the pickle.
+        return TokenFile, (self.path.absolute(), self.dtype)  # (absolute: the other side may be elsewhere)
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self.tokens, dtype=dtype)
 

@@ -708,6 +708,20 @@ def test_hostile_token_files_and_loaders_raise_never_crash(seed):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
+
+def test_a_pickled_token_file_is_its_path(tmp_path):
+    # It pickled its mapping as an array: the whole file, copied into the pickle (and into every worker).
+    import pickle
+
+    ids = np.arange(50_000, dtype=np.uint16)
+    for path in (write_tokens(tmp_path / "t.npy", ids), write_tokens(tmp_path / "t.bin", ids)):
+        tf = TokenFile(path)
+        data = pickle.dumps(tf)
+        assert len(data) < 500
+        back = pickle.loads(data)
+        assert (back.path, back.dtype, back.format) == (tf.path, tf.dtype, tf.format)
+        assert isinstance(back.tokens, np.memmap) and np.array_equal(back.tokens, ids)
+
 def test_folders_are_not_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         tokenize_files([tmp_path], tmp_path / "t.npy", progress=False)
