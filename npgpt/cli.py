@@ -103,11 +103,13 @@ def default_text() -> tuple[str, str]:
 
 
 def _input_file(path: str) -> Path:
-    """`path` when it is a file to read; else the mistake, in one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{'not a regular file' if p.exists() else 'no such file'}: {path}")
-    return p
+    """`path` when it is a file to read; else the mistake, in one line (`npgpt.token_files.regular_file`)."""
+    from npgpt.token_files import regular_file
+
+    try:
+        return regular_file(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
 
 
 def _read_text(path: str | None) -> tuple[str, str]:
@@ -221,15 +223,22 @@ def cmd_train(args) -> None:
         else:
             enc = npgpt.train_bpe(files=args.files, vocab_size=args.vocab_size, special_tokens=specials,
                                   min_frequency=args.min_frequency, num_threads=args.threads)
-    except UnicodeDecodeError as e:  # the reason names the file and the byte offset
-        raise UserError(f"not UTF-8 text: {e.reason}") from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(e) from None
     paths = enc.save(args.out, format=args.format)
     print(f"learned {len(enc.merges):,} merges: {enc.n_vocab:,} tokens; wrote {', '.join(map(str, paths))}")
 
 
-def cmd_tokenize(args) -> None:
+def _not_utf8(e: UnicodeDecodeError) -> UserError:
+    """The mistake of a file that is not UTF-8 text, from the library's error (it names the file and the byte)."""
     from npgpt.token_files import FileDecodeError
 
+    if isinstance(e, FileDecodeError):
+        return UserError(f"{e.path} is not UTF-8 text ({e.problem} at byte {e.offset})")
+    return UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")
+
+
+def cmd_tokenize(args) -> None:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
@@ -242,9 +251,7 @@ def cmd_tokenize(args) -> None:
         written = npgpt.tokenize_files(args.files, args.out, tokenizer=enc, eot=args.eot, num_threads=args.threads,
                                        format=args.format, val_fraction=args.val_fraction)
     except UnicodeDecodeError as e:  # tokenize_files names the file and the byte
-        if isinstance(e, FileDecodeError):
-            raise UserError(f"{e.path} is not UTF-8 text ({e.problem} at byte {e.offset})") from None
-        raise UserError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise _not_utf8(e) from None
     except (ValueError, OSError) as e:  # bad --out, an output that is an input, a missing file, permissions
         raise UserError(str(e).splitlines()[0] if str(e) else repr(e)) from None
     for tf in written if isinstance(written, tuple) else (written,):
@@ -272,8 +279,11 @@ def _tokenize_on_dask(args, enc: npgpt.Encoding) -> None:
     from npgpt import distributed
 
     with _dask_client(args.scheduler) as client:
-        index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
-                                     format=args.format or "npy")
+        try:
+            index = distributed.tokenize(args.files, out, client=client, tokenizer=enc, eot=args.eot,
+                                         format=args.format or "npy")
+        except UnicodeDecodeError as e:
+            raise _not_utf8(e) from None
     print(f"wrote {index['tokens']:,} tokens in {len(index['shards'])} shard files and {out / 'index.json'}")
 
 
@@ -415,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         return _fail(f"{where}{e.strerror or e}")
     except (ValueError, KeyError, TypeError, UnicodeError) as e:  # the library names the bad value
-        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        # (a KeyError's str() is the repr of its message, in quotes)
+        text = e.args[0] if type(e) is KeyError and len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+        return _fail(text.splitlines()[0] if text else type(e).__name__)
     return 0
 
 

@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,9 +112,11 @@ def token_spans(token_ids: Any, length: int, stride: int) -> np.ndarray:
     ``n = len(range(0, len(ids) - length + 1, stride))`` windows. No copy: rows overlap in memory."""
     ids = as_token_array(token_ids)
     n = n_windows(len(ids), length - 1, stride)
-    # Row i starts stride tokens after row i - 1; the last row ends at (n-1)*stride + length <= len(ids).
-    return np.lib.stride_tricks.as_strided(ids, shape=(n, length), strides=(stride * ids.strides[0], ids.strides[0]),
-                                           writeable=False)
+    # Row i starts stride tokens after row i - 1; the last row ends at (n-1)*stride + length <= len(ids). So with
+    # two rows or more the stride is below len(ids); with one or none it is never taken, and a huge one would
+    # overflow the view's byte stride: it is clipped.
+    step = min(stride, len(ids)) * ids.strides[0]
+    return np.lib.stride_tricks.as_strided(ids, shape=(n, length), strides=(step, ids.strides[0]), writeable=False)
 
 
 def sliding_windows(token_ids: Any, max_length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +205,12 @@ class GPTDatasetV1:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def __reduce__(self) -> tuple:
+        # Pickled (torch's DataLoader workers under spawn, multiprocessing, Dask) as its tokens and arguments:
+        # pickling the window views would write out every window (max_length times the tokens, at stride 1)
+        # and bring them back as writeable copies. Tokens mapped from a file travel as the file's name.
+        return _dataset, (_portable(self.token_ids), self.max_length, self.stride, self.dtype)
+
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
             raise TypeError(f"dataset index must be an int, got {type(idx).__name__}")
@@ -216,6 +225,23 @@ class GPTDatasetV1:
     def __repr__(self) -> str:
         return (f"GPTDatasetV1({len(self)} windows, max_length={self.max_length}, stride={self.stride}, "
                 f"{len(self.token_ids):,} tokens as {self.token_ids.dtype})")
+
+
+def _dataset(tokens: Any, max_length: int, stride: int, dtype: np.dtype | None) -> GPTDatasetV1:
+    """A pickled `GPTDatasetV1`, made again (see `GPTDatasetV1.__reduce__`)."""
+    if isinstance(tokens, tuple):  # a file's mapping (`_portable`)
+        filename, file_dtype, offset, shape = tokens
+        tokens = np.memmap(filename, dtype=file_dtype, mode="r", offset=offset, shape=shape)
+    return GPTDatasetV1.from_token_ids(tokens, max_length, stride, dtype=dtype)
+
+
+def _portable(tokens: np.ndarray) -> Any:
+    """`tokens` to pickle: a read-only mapping of a whole file region (a `TokenFile`'s) as where it is,
+    ``(filename, dtype, offset, shape)``; any other array as itself (a slice of a mapping holds no offset
+    of its own, so it is copied)."""
+    if isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.mode == "r" and tokens.filename:
+        return tokens.filename, tokens.dtype, tokens.offset, tokens.shape
+    return np.asarray(tokens)
 
 
 class DataLoader:

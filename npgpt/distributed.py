@@ -64,6 +64,18 @@ def _encoding_spec(tokenizer: Any) -> Any:
     return "gpt2" if tokenizer is None else tokenizer
 
 
+def _shard_paths(shards: Iterable[str | os.PathLike]) -> list[Path]:
+    """The shards (one path, or many) as Paths, each a file to read; else the first that is not, and how
+    many others are not (`npgpt.token_files.regular_file`)."""
+    from npgpt.token_files import regular_file
+
+    paths = [Path(s) for s in ([shards] if isinstance(shards, (str, os.PathLike)) else shards)]
+    bad = [p for p in paths if not p.is_file()]
+    if bad:
+        regular_file(bad[0], "shard", more=len(bad) - 1)
+    return paths
+
+
 def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: Any) -> int:
     import npgpt
 
@@ -89,11 +101,7 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
     "shards": [{"source", "file", "tokens"}, ...]}`` in shard order. Concatenating the shard files
     in that order gives exactly ``tokenize_files(shards, ...)``'s tokens.
     """
-    paths = [Path(s) for s in ([shards] if isinstance(shards, (str, os.PathLike)) else shards)]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such shard: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:]
-                                                                  else ""))
+    paths = _shard_paths(shards)
     if format not in ("npy", "bin"):
         raise ValueError(f"format must be 'npy' or 'bin', got {format!r}")
     out = Path(out_dir)
@@ -139,12 +147,9 @@ def _counted(shards: Iterable[str | os.PathLike], special_tokens: Iterable[str],
     """One future holding every shard's pre-token counts, added up pairwise on the workers (a tree)."""
     from npgpt.bpe.train import _check_specials
 
-    paths = [Path(s) for s in ([shards] if isinstance(shards, (str, os.PathLike)) else shards)]
+    paths = _shard_paths(shards)
     if not paths:
         raise ValueError("no shards to count")
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"no such shard: {missing[0]}")
     specials = _check_specials(special_tokens)
     futures = client.map(_count_shard, [str(p.resolve()) for p in paths], specials=specials, pattern=pattern,
                          pure=False)
@@ -168,7 +173,8 @@ def count_pretokens(shards: Iterable[str | os.PathLike], special_tokens: Iterabl
 
 
 def train_bpe(shards: Iterable[str | os.PathLike], vocab_size: int, special_tokens: Iterable[str] = ("<|endoftext|>",),
-              *, client: Any = None, pattern: str | None = None, min_frequency: int = 1, progress: bool = True) -> Any:
+              *, client: Any = None, pattern: str | None = None, min_frequency: int = 1,
+              progress: bool | None = None) -> Any:
     """`npgpt.train_bpe` on files, with the counting on a Dask cluster; the same merges.
 
     The workers count the pre-tokens of their shards and add the counts up pairwise; only the final

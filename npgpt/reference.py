@@ -137,6 +137,7 @@ class ReferenceEncoder:
 def count_pretokens(docs: Iterable[str], special_tokens: Iterable[str] = ("<|endoftext|>",),
                     pattern: str = GPT2_PATTERN) -> Counter[bytes]:
     """Cut each document at its special tokens, then into pre-tokens; count each pre-token's bytes.
+    (An empty match of the pattern is no pre-token: it has no bytes to merge.)
 
     >>> dict(count_pretokens(["the cat<|endoftext|>the"]))
     {b'the': 2, b' cat': 1}
@@ -146,7 +147,7 @@ def count_pretokens(docs: Iterable[str], special_tokens: Iterable[str] = ("<|end
     counts: Counter[bytes] = Counter()
     for doc in docs:
         for part in cut.split(doc) if cut else [doc]:
-            counts.update(p.encode("utf-8") for p in split(part, pattern))
+            counts.update(p.encode("utf-8") for p in split(part, pattern) if p)
     return counts
 
 

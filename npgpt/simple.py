@@ -25,6 +25,7 @@ Example
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Mapping
 
@@ -68,11 +69,24 @@ def build_vocab(text_or_tokens: str | Iterable[str], special_tokens: Iterable[st
     >>> build_vocab("b a b", special_tokens=["<|unk|>"])
     {'a': 0, 'b': 1, '<|unk|>': 2}
     """
+    if isinstance(text_or_tokens, (bytes, bytearray)):
+        raise TypeError(f"build_vocab expects str text or str tokens, got {type(text_or_tokens).__name__}")
     tokens = split_words(text_or_tokens) if isinstance(text_or_tokens, str) else list(text_or_tokens)
+    bad = next((t for t in tokens if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"tokens must be str, got {bad!r}")
     words = sorted(set(tokens))
     known = set(words)
     specials = [s for s in dict.fromkeys(special_tokens) if s not in known]
     return {token: i for i, token in enumerate(words + specials)}
+
+
+def _check_id(i: object, message: str) -> int:
+    """`i` as an int, when it is one (an int, a bool, a NumPy integer); else TypeError: `message` and `i`."""
+    try:
+        return operator.index(i)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{message} {i!r}") from None
 
 
 class UnknownWordError(KeyError):
@@ -113,6 +127,10 @@ class SimpleTokenizerV1:
 
     def __init__(self, vocab: Mapping[str, int]):
         self.str_to_int = dict(vocab)
+        for s, i in self.str_to_int.items():
+            if not isinstance(s, str):
+                raise TypeError(f"vocab must map str tokens to int ids, got the token {s!r}")
+            _check_id(i, "vocab must map str tokens to int ids, got the id")
         self.int_to_str = {i: s for s, i in self.str_to_int.items()}
         if len(self.int_to_str) != len(self.str_to_int):
             raise ValueError("vocab maps two tokens to the same id")
@@ -130,8 +148,10 @@ class SimpleTokenizerV1:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Join the tokens with spaces, then remove the space before punctuation."""
-        try:
-            words = [self.int_to_str[int(i)] for i in ids]
+        if isinstance(ids, (str, bytes, bytearray)):
+            raise TypeError(f"decode expects a sequence of int ids, got {type(ids).__name__} (encode the text first)")
+        try:  # (no int(): it would read "12" as the ids 1 and 2, and 1.7 as 1)
+            words = [self.int_to_str[_check_id(i, "ids must be integers, got")] for i in ids]
         except KeyError as e:
             raise KeyError(f"id {e.args[0]} is not in the vocabulary (size {len(self.int_to_str)})") from None
         return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(words))

@@ -49,7 +49,7 @@ import secrets
 import sys
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -145,9 +145,13 @@ def _format_of(path: Path, format: str | None) -> Format:
 
 
 def _check_output(path: Path) -> None:
-    """Refuse, before any work, an output that cannot be written: a folder, or a file in a missing folder."""
+    """Refuse, before any work, an output that cannot be written: a folder, a device, pipe or socket (which
+    the rename would replace: ``--out /dev/null`` run as root replaced /dev/null), or a file in a missing folder."""
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give the token file a name, e.g. {path / 'tokens.npy'}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket): a token file is written beside "
+                         "its name and renamed over it, which would replace it; give the name of a file")
     parent = path.parent
     if not parent.exists():
         raise FileNotFoundError(f"no folder {parent} to write {path} in")
@@ -167,7 +171,8 @@ class TokenWriter:
     Parameters
     ----------
     path : str or Path
-        The file to write. Its folder must exist; an existing file is replaced on success only.
+        The file to write. Its folder must exist; an existing file is replaced on success only (through
+        a symbolic link: the file it names). A folder, device, pipe or socket is refused.
     dtype : integer dtype
         How ids are stored (uint16 for GPT-2). Each `write` checks its ids fit before casting.
     format : "npy", "bin" or None
@@ -195,14 +200,16 @@ class TokenWriter:
         self.count = 0
         self._unsynced = 0  # bytes written since the last sync
         _check_output(self.path)
+        # A symbolic link stays one: the file it names is the one replaced (as writing through it would).
+        self._target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
         self._header = _npy_header(self.dtype, 0) if self.format == "npy" else b""
         # O_EXCL: a fresh file of our own, beside the target so that os.replace is a rename on one file system;
         # mode 0o666 lets the umask decide the permissions, as for any new file.
-        self._tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        self._tmp = self._target.parent / f".{self._target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except PermissionError:
-            raise PermissionError(f"cannot write {self.path}: permission denied in {self.path.parent}") from None
+            raise PermissionError(f"cannot write {self.path}: permission denied in {self._target.parent}") from None
         except OSError as e:  # a read-only file system, ...: named by the file asked for, not our temporary one
             raise type(e)(f"cannot write {self.path}: {e.strerror or e}") from None
         self._file = os.fdopen(fd, "wb")
@@ -274,7 +281,7 @@ class TokenWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self._target)
         except BaseException:
             self.abort()
             raise
@@ -359,8 +366,7 @@ class TokenFile:
         self.path = Path(path)
         if self.path.is_dir():
             raise IsADirectoryError(f"{self.path} is a folder, not a token file")
-        if not self.path.is_file():
-            raise FileNotFoundError(f"no token file at {self.path}")
+        regular_file(self.path, "token file")
         where = f"{self.path}: "
         wanted = None if dtype is None else _int_dtype(dtype, where)
         size = self.path.stat().st_size
@@ -439,6 +445,11 @@ class TokenFile:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def __reduce__(self) -> tuple:
+        # Pickled as where it is, opened again on the other side (a DataLoader's workers, multiprocessing):
+        # pickling the mapping would copy the whole file into the pickle.
+        return TokenFile, (self.path.absolute(), self.dtype)  # (absolute: the other side may be elsewhere)
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self.tokens, dtype=dtype)
 
@@ -464,6 +475,12 @@ class FileDecodeError(UnicodeDecodeError):
         bad = bytes(self.object[self.start : self.end])
         what = f"byte 0x{bad[0]:02x}" if len(bad) == 1 else f"bytes {bad.hex(' ')}"
         return f"'utf-8' codec can't decode {what}: {self.reason}"
+
+    def __reduce__(self) -> tuple:
+        # What BaseException's would return; defined so that Dask, which sends a worker's exception through
+        # tblib, rebuilds it by calling the class: tblib rebuilds a class with its own __init__ and a builtin
+        # __reduce__ without calling __init__, and UnicodeDecodeError's bytes and reason were None.
+        return type(self), self.args, self.__dict__
 
 
 def _read_utf8(path: Path, block: int, progress) -> Iterator[str]:
@@ -553,6 +570,20 @@ def _utf8_chunks(path: Path, block: int, progress) -> Iterator[tuple[bytes, int]
                 size *= 2
 
 
+def regular_file(path: str | os.PathLike, what: str = "file", more: int = 0) -> Path:
+    """`path`, as a Path, when it is a regular file (or a link to one): the check of every file npgpt reads
+    (`tokenize_files`, `npgpt.train_bpe`, `TokenFile`, the CLI, `npgpt.distributed`). Else FileNotFoundError
+    ("no such file: ...") or ValueError ("not a regular file: ... (a folder, device or pipe)"); `what`
+    names the kind of file, `more` how many others are wrong too."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    also = f" (and {more} more)" if more else ""
+    if p.exists():
+        raise ValueError(f"not a regular {what}: {p} (a folder, device or pipe){also}")
+    raise FileNotFoundError(f"no such {what}: {p}{also}")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -575,7 +606,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     see `_encode_files`). Memory holds about ``2 * num_threads`` chunks whatever the corpus size.
     Text that spells ``<|endoftext|>`` is encoded as ordinary text; with `eot`, the real
     ``<|endoftext|>`` token is written after each file, marking document boundaries. A tqdm bar
-    shows progress on a terminal (`progress` None), always (True) or never (False).
+    shows progress on a terminal (`progress` None), always (True) or never (False): `progress_bar`.
 
     Parameters
     ----------
@@ -584,7 +615,7 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     out : the token file to write (atomically: see the module docstring). With `val_fraction`, a
         folder (created if its parent exists) that receives ``train.npy`` and ``val.npy`` (or ``.bin``).
         It is checked before any work; an output that is also an input is refused.
-    tokenizer : an `npgpt.Encoding` (default: GPT-2).
+    tokenizer : an `npgpt.Encoding`, or an encoding name for `npgpt.get_encoding` (default: ``"gpt2"``).
     format : "npy", "bin" (raw uint16, nanoGPT's format: needs a vocabulary of at most 65,536 ids),
         or None: "bin" if `out` ends in ``.bin``, else "npy".
     val_fraction : float in (0, 1), optional
@@ -607,8 +638,6 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     >>> train.tokens.tolist(), val.tokens.tolist(), train.path.name
     ([31373, 995, 50256], [16390, 50256], 'train.npy')
     """
-    from npgpt.bpe import get_encoding
-
     if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
                                     or num_threads < 1):
         raise ValueError(f"num_threads must be an int >= 1 (or None for all cores), got {num_threads!r}")
@@ -616,14 +645,9 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         raise ValueError(f"chunk_chars must be an int >= 1, got {chunk_chars!r}")
     if val_fraction is not None and not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
-    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]  # one file, or many
+    files = [regular_file(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]  # one, or many
     if not files:
         raise ValueError("no input files")
-    for p in files:
-        if not p.is_file():
-            if p.exists():
-                raise ValueError(f"not a regular file: {p} (a folder, device or pipe)")
-            raise FileNotFoundError(f"no such file: {p}")
     says_folder = isinstance(out, str) and out.endswith(("/", os.sep))  # (Path drops a trailing slash)
     out = Path(out)
     if val_fraction is None:
@@ -641,27 +665,26 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
         for p in files:
             if _same_file(o, p):
                 raise ValueError(f"the output {o} is also an input ({p}); an input is never overwritten")
-    tok = tokenizer if tokenizer is not None else get_encoding("gpt2")
+    tok = _tokenizer(tokenizer)
     dtype = tok.token_dtype
     if fmt == "bin":
         if tok.n_vocab > 2**16:
             raise ValueError(f"format 'bin' holds uint16 ids (nanoGPT's format); {tok.name} has {tok.n_vocab:,} "
                              "ids: use format 'npy'")
         dtype = np.dtype(np.uint16)
+    eot_id = tok.eot_token if eot else None  # (KeyError for an encoding without one: before any folder is made)
     made_folder = val_fraction is not None and not out.is_dir()
     if made_folder:
         _check_output(out)
         out.mkdir()
     threads = num_threads or os.cpu_count() or 1
-    eot_id = tok.eot_token if eot else None
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
     total = sum(p.stat().st_size for p in files)
     writers: list[TokenWriter] = []
     try:
         for o in outputs:  # opened now: a bad `out` fails before the work
             writers.append(TokenWriter(o, dtype, fmt))
         writer = writers[0]
-        with _progress_bar(total, disable) as update:
+        with progress_bar(progress, total=total, unit="B", unit_scale=True, desc="tokenize") as update:
             _encode_files(files, tok, writer, threads, chunk_chars, eot_id, update)
         if val_fraction is not None:
             split = int(writer.count * (1 - val_fraction))
@@ -682,16 +705,34 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
     return written[0] if val_fraction is None else (written[0], written[1])
 
 
+def _tokenizer(tokenizer: Any) -> Any:
+    """`tokenize_files`'s tokenizer: an `npgpt.Encoding`, or one by name (None: GPT-2's). Anything else must
+    have what `_pipeline` and `tokenize_files` use of an encoding, or it is refused before any work."""
+    from npgpt.bpe import get_encoding
+
+    if tokenizer is None or isinstance(tokenizer, str):
+        return get_encoding("gpt2" if tokenizer is None else tokenizer)
+    missing = [a for a in ("token_dtype", "n_vocab", "chunk_text", "encode_to_numpy") if not hasattr(tokenizer, a)]
+    if missing:
+        raise TypeError(f"tokenizer must be an npgpt.Encoding or an encoding name such as 'gpt2', got "
+                        f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__} (it has no {', '.join(missing)})")
+    return tokenizer
+
+
 @contextlib.contextmanager
-def _progress_bar(total: int, disable: bool) -> Iterator[Any]:
-    """A tqdm bar's ``update`` over `total` bytes; tqdm is not even imported when there is no bar
-    (importing it takes 7 ms, as long as encoding 1 MB)."""
-    if disable:
+def progress_bar(progress: bool | None, **tqdm_args: Any) -> Iterator[Callable[[int], Any]]:
+    """The ``update`` of a tqdm bar on stderr, made with `tqdm_args` (``total``, ``desc``, ...), as tqdm's
+    ``disable`` means it: `progress` None shows it on a terminal only, True always, False never.
+
+    What `tokenize_files` and `npgpt.train_bpe` show. Without a bar, ``update`` does nothing, and tqdm
+    is not even imported (that takes 7 ms, as long as encoding 1 MB).
+    """
+    if not (sys.stderr.isatty() if progress is None else progress):
         yield lambda n: None
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, desc="tokenize") as bar:
+    with tqdm(file=sys.stderr, **tqdm_args) as bar:
         yield bar.update
 
 

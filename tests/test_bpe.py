@@ -190,6 +190,15 @@ def test_decode_wrong_types(enc):
         enc.decode("hello")
 
 
+
+def test_decode_blames_the_bad_id_not_a_bool_before_it(enc):
+    # A bool is an int to decode (as to tiktoken): decode([True]) is decode([1]). The error of a list with a
+    # bad id named the bool instead ("token ids must be integers, got True at position 0").
+    assert enc.decode([True, 995]) == enc.decode([1, 995])
+    for ids in ([True, -1], [True] * 2000 + [-1]):
+        with pytest.raises(ValueError, match=f"token id -1 at position {len(ids) - 1} "):
+            enc.decode(ids)
+
 def test_encode_wrong_types(enc):
     with pytest.raises(TypeError, match="decode bytes first"):
         enc.encode(b"hello")

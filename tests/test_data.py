@@ -103,6 +103,47 @@ def test_windows_of_lists_never_wrap(ids, max_length, stride):
     assert x.tolist() == xs and y.tolist() == ys
 
 
+
+@pytest.mark.parametrize("stride", [2**62, 2**63 - 1, 10**30])
+def test_a_stride_past_the_tokens_gives_the_one_window(stride):
+    # One window whatever the stride beyond the tokens; from 2**62 the view's byte stride overflowed:
+    # OverflowError "Python int too large to convert to C long", naming nothing.
+    ids = np.arange(20, dtype=np.uint16)
+    ds = GPTDatasetV1.from_token_ids(ids, 4, stride)
+    assert len(ds) == 1 and ds[0][0].tolist() == [0, 1, 2, 3] and ds[0][1].tolist() == [1, 2, 3, 4]
+    x, y = sliding_windows(ids, 4, stride)
+    assert x.tolist() == [[0, 1, 2, 3]] and y.tolist() == [[1, 2, 3, 4]]
+    assert [b[0].tolist() for b in DataLoader(ds, 2, shuffle=True, seed=0)] == [[[0, 1, 2, 3]]]
+    assert sliding_windows(ids[:4], 4, stride)[0].shape == (0, 4)
+
+
+def test_a_pickled_dataset_carries_its_tokens_not_its_windows(tmp_path):
+    # Pickled (torch's DataLoader workers under spawn, the default on macOS and Windows; multiprocessing; Dask),
+    # a dataset wrote out every window: 256 times its tokens here, and windows that came back as writeable
+    # copies. It travels as its tokens and arguments, and tokens mapped from a file as the file's name.
+    import pickle
+
+    from npgpt.token_files import TokenFile, write_tokens
+
+    ids = (np.arange(20_000) % 50_000).astype(np.uint16)
+    files = [TokenFile(write_tokens(tmp_path / name, ids)) for name in ("t.npy", "t.bin")]
+    for source in (ids, *files):
+        for dtype in (np.int64, None):
+            ds = GPTDatasetV1.from_token_ids(source, 256, 1, dtype=dtype)
+            data = pickle.dumps(ds)
+            assert len(data) < (2 * ids.nbytes if source is ids else 1000), len(data)
+            back = pickle.loads(data)
+            assert np.shares_memory(back.inputs, back.token_ids) and not back.inputs.flags.writeable
+            assert type(back.token_ids) is type(ds.token_ids) and np.array_equal(back.token_ids, ids)
+            assert (len(back), back.max_length, back.stride, back.dtype) == (len(ds), 256, 1, ds.dtype)
+            assert all(np.array_equal(a, b) for a, b in zip(back[123], ds[123], strict=True))
+            loader = DataLoader(ds, 4, shuffle=True, seed=3)
+            again = pickle.loads(pickle.dumps(loader))
+            assert all(np.array_equal(a[0], b[0]) for a, b in zip(loader, again, strict=True))
+    view = TokenFile(tmp_path / "t.npy").tokens[100:]  # a slice of a mapped file travels as its tokens
+    back = pickle.loads(pickle.dumps(GPTDatasetV1.from_token_ids(view, 8, 8)))
+    assert np.array_equal(back.token_ids, ids[100:])
+
 def test_big_ids_are_kept_exactly():
     x, y = sliding_windows([2**32 + 7, 1, 2, 3], 2, 1)
     assert x.tolist() == [[2**32 + 7, 1], [1, 2]] and y[0].tolist() == [1, 2]

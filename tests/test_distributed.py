@@ -98,3 +98,23 @@ def test_cli_train_with_a_scheduler(client, shards, tmp_path, capsys):
     there = npgpt.Encoding.from_files(tmp_path / "v" / "vocab.json", tmp_path / "v" / "merges.txt")
     assert there.merges == npgpt.train_bpe(files=shards, vocab_size=500, progress=False).merges
     assert "learned" in capsys.readouterr().out
+
+
+def test_a_shard_that_is_not_utf8_is_named_across_the_cluster(client, shards, tmp_path, capsys):
+    # Dask sends a worker's exception through tblib, which rebuilt a UnicodeDecodeError without its __init__:
+    # on the client its bytes and reason were None, str() of npgpt's FileDecodeError raised TypeError (the
+    # CLI printed a traceback), and the trainer's error said "not UTF-8 text: None".
+    from npgpt.cli import main
+
+    bad = (tmp_path / "bad.txt").resolve()
+    bad.write_bytes(b"fine \xff")
+    for call in (lambda: dist.tokenize([shards[0], bad], tmp_path / "o", client=client),
+                 lambda: dist.train_bpe([bad], 300, client=client, progress=False)):
+        with pytest.raises(UnicodeDecodeError) as info:
+            call()
+        assert f"invalid start byte at byte 5 of {bad}" in str(info.value)
+        assert (info.value.path, info.value.offset, info.value.object[info.value.start]) == (bad, 5, 0xFF)
+    for argv in (["tokenize", str(bad), "--out", str(tmp_path / "p")],
+                 ["train", str(bad), "--vocab-size", "300", "--out", str(tmp_path / "v")]):
+        assert main([*argv, "--scheduler", client.scheduler.address]) == 2
+        assert capsys.readouterr().err == f"npgpt: {bad} is not UTF-8 text (invalid start byte at byte 5)\n"

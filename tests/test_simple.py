@@ -1,5 +1,8 @@
 """Chapter 2.2-2.4 tokenizers, against the seed notebook's printed values (seeds/002)."""
 
+import re
+
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -66,6 +69,23 @@ def test_decode_unknown_id_is_named():
     with pytest.raises(KeyError, match="id 7"):
         tok.decode([0, 7])
 
+
+
+def test_decode_and_vocabularies_refuse_what_is_not_an_id_or_a_word():
+    # decode ran int() on each id: decode("12") was the words of ids 1 and 2, decode([1.7]) the word of id 1.
+    # build_vocab(b"abc") made the vocabulary {97: 0, 98: 1, 99: 2}, and a vocab of str ids failed only later.
+    tok = SimpleTokenizerV1(build_vocab("a b c d"))
+    assert tok.decode([1, True, np.int64(2), np.uint8(3)]) == "b b c d"
+    for bad, named in (("12", "str"), (b"12", "bytes"), ([1.7], "1.7"), (["1"], "'1'"), ([None], "None"),
+                       (np.array([1.0]), "float64")):
+        with pytest.raises(TypeError, match=re.escape(named)):
+            tok.decode(bad)
+    for bad, named in ((b"abc", "bytes"), ([1, 2], "1"), (["a", None], "None")):
+        with pytest.raises(TypeError, match=re.escape(named)):
+            build_vocab(bad)
+    for bad, named in (({"a": "0"}, "'0'"), ({"a": 0.0}, "0.0"), ({1: 0}, "1")):
+        with pytest.raises(TypeError, match=re.escape(named)):
+            SimpleTokenizerV1(bad)
 
 def test_split_words_type_error():
     with pytest.raises(TypeError, match="bytes"):

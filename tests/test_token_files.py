@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -420,11 +421,94 @@ def test_tokenize_refuses_bad_outputs_before_the_work(tmp_path):
 
     class BigVocab:  # what the check reads of an encoding with more ids than uint16 holds
         name, n_vocab, token_dtype = "big", 100_277, np.dtype(np.uint32)
+        chunk_text = encode_to_numpy = None  # (an encoding that is not npgpt's has these too)
 
     with pytest.raises(ValueError, match="format 'bin' holds uint16 ids"):
         tokenize_files([a], tmp_path / "t.bin", tokenizer=BigVocab())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d", "hard.txt", "link.txt"]
 
+
+def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tmp_path, capsys, enc):
+    # `npgpt tokenize a.txt --out /dev/null`, run as root, renamed a regular file over /dev/null. A pipe
+    # stands in for the device here: the output must be refused and left as it was.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    pipe = tmp_path / "pipe.npy"
+    os.mkfifo(pipe)
+    (tmp_path / "to-pipe.npy").symlink_to(pipe)
+    for out in (pipe, tmp_path / "to-pipe.npy"):
+        with pytest.raises(ValueError, match=f"{re.escape(str(out))} is not a regular file"):
+            tokenize_files([a], out, progress=False)
+        with pytest.raises(ValueError, match="is not a regular file"):
+            write_tokens(out, [1, 2])
+        assert main(["tokenize", str(a), "--out", str(out)]) == 2
+        assert "is not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and (tmp_path / "to-pipe.npy").is_symlink()
+    with pytest.raises(ValueError, match="not a regular token file"):  # and it is no token file to read either
+        TokenFile(pipe)
+    # a link to a token file: the file it names gets the new tokens, and the link stays a link
+    real = write_tokens(tmp_path / "real.npy", [1, 2, 3])
+    (tmp_path / "link.npy").symlink_to(real)
+    tokenize_files([a], tmp_path / "link.npy", progress=False)
+    assert (tmp_path / "link.npy").is_symlink() and np.load(real).tolist() == enc.encode("hello world")
+    write_tokens(tmp_path / "link.npy", [7])
+    assert (tmp_path / "link.npy").is_symlink() and np.load(real).tolist() == [7]
+    assert leftovers(tmp_path) == []
+
+
+def test_the_tokenizer_is_an_encoding_or_its_name(tmp_path, enc):
+    # tokenizer="gpt2" (as npgpt.distributed.tokenize takes it) and tiktoken's Encoding, which npgpt stands in
+    # for, both raised AttributeError: 'str' / 'Encoding' object has no attribute 'token_dtype'.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    assert tokenize_files([a], tmp_path / "t.npy", tokenizer="gpt2", progress=False).tokens.tolist() == [31373, 995]
+    with pytest.raises(ValueError, match="Unknown encoding 'cl100k_base'"):
+        tokenize_files([a], tmp_path / "t.npy", tokenizer="cl100k_base", progress=False)
+
+    class Encoding:  # what tiktoken's is, to tokenize_files: encode and encode_to_numpy, no chunk_text
+        def encode(self, text, **kwargs):
+            return enc.encode(text, **kwargs)
+
+        def encode_to_numpy(self, text, **kwargs):
+            return enc.encode_to_numpy(text, **kwargs)
+
+    for bad in (Encoding(), None.__class__, 50257):
+        with pytest.raises(TypeError, match=r"tokenizer must be an npgpt\.Encoding or an encoding name"):
+            tokenize_files([a], tmp_path / "u.npy", tokenizer=bad, progress=False)
+    assert not (tmp_path / "u.npy").exists()
+
+def test_eot_with_an_encoding_that_has_none_fails_before_the_work(tmp_path, capsys):
+    # The KeyError came after the split's folder was made, and left it; the CLI printed it in quotes.
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    enc = npgpt.train_bpe(["hello world"], 260, special_tokens=["<|pad|>"], progress=False)
+    with pytest.raises(KeyError, match=re.escape("has no '<|endoftext|>' token")):
+        tokenize_files([a], tmp_path / "split", tokenizer=enc, eot=True, val_fraction=0.5, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    enc.save(tmp_path / "v")
+    assert main(["tokenize", str(a), "--vocab", str(tmp_path / "v"), "--eot", "--out", str(tmp_path / "s"),
+                 "--val-fraction", "0.5"]) == 2
+    assert capsys.readouterr().err == "npgpt: <Encoding 'vocab'> has no '<|endoftext|>' token\n"
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("progress", "terminal", "shown"), [
+    (None, False, False), (None, True, True), (True, False, True), (True, True, True), (False, True, False)])
+def test_progress_means_what_tqdm_means(tmp_path, capsys, monkeypatch, progress, terminal, shown):
+    # One meaning for npgpt's progress bars (tokenize_files and train_bpe had two: True was "always" in
+    # one, "on a terminal only" in the other): None on a terminal only, True always, False never.
+    from npgpt.token_files import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    a = tmp_path / "a.txt"
+    a.write_text("hello world", encoding="utf-8")
+    tokenize_files([a], tmp_path / "t.npy", progress=progress)
+    npgpt.train_bpe(files=[a], vocab_size=260, progress=progress)
+    with progress_bar(progress, total=3, desc="here") as update:
+        update(3)
+    err = capsys.readouterr().err
+    for desc in ("tokenize", "counting", "merging", "here"):
+        assert (f"{desc}:" in err) == shown, err
 
 def test_tokenize_into_a_folder_without_write_permission(tmp_path, monkeypatch):
     a = tmp_path / "a.txt"
@@ -624,10 +708,47 @@ def test_hostile_token_files_and_loaders_raise_never_crash(seed):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
+
+def test_a_pickled_token_file_is_its_path(tmp_path):
+    # It pickled its mapping as an array: the whole file, copied into the pickle (and into every worker).
+    import pickle
+
+    ids = np.arange(50_000, dtype=np.uint16)
+    for path in (write_tokens(tmp_path / "t.npy", ids), write_tokens(tmp_path / "t.bin", ids)):
+        tf = TokenFile(path)
+        data = pickle.dumps(tf)
+        assert len(data) < 500
+        back = pickle.loads(data)
+        assert (back.path, back.dtype, back.format) == (tf.path, tf.dtype, tf.format)
+        assert isinstance(back.tokens, np.memmap) and np.array_equal(back.tokens, ids)
+
 def test_folders_are_not_files(tmp_path):
     with pytest.raises(ValueError, match="not a regular file"):
         tokenize_files([tmp_path], tmp_path / "t.npy", progress=False)
 
+
+
+def test_every_input_check_says_the_same(tmp_path):
+    # One check, and one wording, for a file to read that is missing or no regular file: tokenize_files,
+    # train_bpe, TokenFile (a folder: IsADirectoryError), the CLI (in one line) and npgpt.distributed.
+    from npgpt.token_files import regular_file
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    (tmp_path / "x.txt").write_text("x", encoding="utf-8")
+    assert regular_file(str(tmp_path / "x.txt")) == tmp_path / "x.txt"
+    for path, error, message in ((tmp_path, ValueError, f"not a regular file: {tmp_path} (a folder, device or pipe)"),
+                                 (pipe, ValueError, f"not a regular file: {pipe} (a folder, device or pipe)"),
+                                 (tmp_path / "nope", FileNotFoundError, f"no such file: {tmp_path / 'nope'}")):
+        for call, args in ((regular_file, (path,)), (tokenize_files, ([path], tmp_path / "t.npy")),
+                           (npgpt.train_bpe, (None, 300, ["<|endoftext|>"]))):
+            with pytest.raises(error, match=f"^{re.escape(message)}$"):
+                call(*args, **({"files": [path]} if call is npgpt.train_bpe else {}))
+        if path != tmp_path:
+            with pytest.raises(error, match=f"^{re.escape(message.replace('file', 'token file', 1))}$"):
+                TokenFile(path)
+    with pytest.raises(FileNotFoundError, match=f"^no such shard: {re.escape(str(tmp_path / 'a'))} \\(and 1 more\\)$"):
+        regular_file(tmp_path / "a", "shard", more=1)
 
 def test_a_failed_split_leaves_no_folder(tmp_path):
     bad = tmp_path / "bad.txt"

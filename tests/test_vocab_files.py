@@ -2,7 +2,10 @@
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import stat
 
 import pytest
 
@@ -236,4 +239,51 @@ def test_saving_is_atomic_and_keeps_the_old_files_on_failure(enc, tmp_path, monk
     with pytest.raises(OSError, match="disk full"):
         npgpt.Encoding({i: bytes([i]) for i in range(256)}, []).save(tmp_path)
     assert v.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.txt", "vocab.json"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.txt", "special_tokens.json", "vocab.json"]  # no .tmp
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_files_are_as_readable_as_the_umask_says(tmp_path, umask):
+    # They were written through tempfile, whose files are 0600 (owner only), and renamed as they were: a
+    # vocabulary saved for a team, or for Dask workers running as another user, could not be read by them.
+    enc = npgpt.Encoding({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")], name="t")
+    old = os.umask(umask)
+    try:
+        paths = [*enc.save(tmp_path / "gpt2"), *enc.save(tmp_path / "tt", format="tiktoken")]
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths} == dict.fromkeys(
+        ["vocab.json", "merges.txt", "t.tiktoken"], 0o666 & ~umask)
+
+
+@pytest.mark.parametrize("name", ["../outside", "sub/dir", "", "."])
+def test_a_name_that_is_no_file_name_is_refused_by_a_tiktoken_save(tmp_path, name):
+    # save(format="tiktoken") writes <name>.tiktoken: "../outside" wrote beside the folder asked for, "sub/dir"
+    # made a folder, "" a hidden ".tiktoken".
+    enc = npgpt.Encoding({i: bytes([i]) for i in range(256)}, [], name=name)
+    with pytest.raises(ValueError, match=re.escape(f"name {name!r} is not a file name")):
+        enc.save(tmp_path / "v", format="tiktoken")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize("fmt", ["gpt2", "tiktoken"])
+def test_a_vocabulary_with_its_own_special_tokens_loads_back(tmp_path, fmt, capsys):
+    # `npgpt train --special "<|pad|>" --out v`, then `npgpt encode --vocab v`: "token 267 (b'<|pad|>') is made
+    # by no merge" -- the files did not say which tokens are special, and loading assumed <|endoftext|> alone.
+    from npgpt.cli import main
+
+    docs = ["low lower lowest newer newest <|pad|>"] * 10
+    enc = npgpt.train_bpe(docs, 280, special_tokens=["<|pad|>", "<|sep|>"], progress=False)
+    back = Encoding.from_files(*enc.save(tmp_path / "py", format=fmt))
+    assert (back.vocab, back.merges, back.special_tokens) == (enc.vocab, enc.merges, enc.special_tokens)
+    assert back.encode("lowest <|pad|>", allowed_special="all") == enc.encode("lowest <|pad|>", allowed_special="all")
+    (tmp_path / "a.txt").write_text(docs[0], encoding="utf-8")
+    assert main(["train", str(tmp_path / "a.txt"), "--vocab-size", "280", "--special", "<|pad|>", "--out",
+                 str(tmp_path / "cli"), "--format", fmt]) == 0
+    capsys.readouterr()
+    assert main(["encode", "newest<|pad|>", "--allow-special", "--vocab", str(tmp_path / "cli")]) == 0
+    assert capsys.readouterr().out.split()[-1] == str(npgpt.train_bpe(
+        [docs[0]], 280, special_tokens=["<|pad|>"], progress=False).special_tokens["<|pad|>"])
+    # given explicitly, the special tokens are those given (GPT-2's own files have no list of them)
+    with pytest.raises(VocabFileError, match="made by no merge"):
+        Encoding.from_files(*enc.save(tmp_path / "py2"), special_tokens=["<|pad|>"])

@@ -202,13 +202,15 @@ class Encoding:
         vocab_path: str | os.PathLike,
         merges_path: str | os.PathLike | None = None,
         *,
-        special_tokens: Iterable[str] | Mapping[str, int] = (ENDOFTEXT,),
+        special_tokens: Iterable[str] | Mapping[str, int] | None = None,
         pattern: str = GPT2_PATTERN,
         name: str | None = None,
     ) -> Encoding:
         """Load ``vocab.json`` + ``merges.txt``, ``encoder.json`` + ``vocab.bpe``, or one ``*.tiktoken``.
 
-        A ``.tiktoken`` file has no merges (pass none); they are recovered from the ranks.
+        A ``.tiktoken`` file has no merges (pass none); they are recovered from the ranks. The special
+        tokens are, when not given, those `save` wrote beside the files (`vocab_files.read_special_tokens`),
+        else ``<|endoftext|>`` alone (GPT-2's).
 
         Example
         -------
@@ -217,6 +219,9 @@ class Encoding:
         >>> Encoding.from_files(*paths).encode("hi")  # doctest: +SKIP
         [5303]
         """
+        if special_tokens is None:
+            saved = vocab_files.read_special_tokens(vocab_path)
+            special_tokens = (ENDOFTEXT,) if saved is None else saved
         vocab, merges = vocab_files.read_files(vocab_path, merges_path, special_tokens)
         try:
             return cls(vocab, merges, special_tokens, pattern=pattern, name=name or Path(vocab_path).stem)
@@ -797,7 +802,7 @@ class Encoding:
 
     def _bad_token(self, tokens: list, exc: Exception) -> Exception:
         for k, t in enumerate(tokens):
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            if not isinstance(t, (int, np.integer)):  # (a bool is an int here, as in decoding and tiktoken)
                 return TypeError(f"token ids must be integers, got {t!r} at position {k}")
             if not 0 <= t <= self.max_token_value or self._decode_list[t] is None:
                 return InvalidTokenError(
@@ -945,11 +950,13 @@ class Encoding:
     # files and pickling
 
     def save(self, directory: str | os.PathLike, format: Literal["gpt2", "tiktoken"] = "gpt2") -> tuple[Path, ...]:
-        """Write the vocabulary to `directory`; return the paths written.
+        """Write the vocabulary to `directory`; return the paths of its files, for `from_files`.
 
         ``"gpt2"``: ``vocab.json`` + ``merges.txt`` (readable by Hugging Face tokenizers and by
-        `from_files`). ``"tiktoken"``: ``<name>.tiktoken`` (readable by ``tiktoken.load``); special
-        tokens are not part of that format, pass them again when loading.
+        `from_files`). ``"tiktoken"``: ``<name>.tiktoken`` (readable by ``tiktoken.load``; special
+        tokens are not part of that format, pass them to tiktoken again). Neither format says which
+        tokens are special, so they are also written beside them, as JSON (``special_tokens.json``,
+        or ``<name>.special_tokens.json``), which `from_files` reads back.
         """
         return vocab_files.write_files(directory, format, self.name, self._encoder, self._merges, self._special_tokens)
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -44,6 +43,7 @@ import numpy as np
 from npgpt.bpe import pretokenize, vocab_files
 from npgpt.bpe.encoding import Encoding
 from npgpt.bpe.pretokenize import GPT2_PATTERN, compile_pattern
+from npgpt.token_files import _decode_error, progress_bar, regular_file
 
 __all__ = ["count_pretokens", "train_bpe"]
 
@@ -76,22 +76,14 @@ def _sources(texts: Any, files: Any) -> tuple[list[str | Path], int]:
         if not isinstance(f, (str, os.PathLike)):
             raise TypeError(f"files must hold paths (str or Path), got {type(f).__name__}")
         sources.append(Path(f))
-    size = 0
-    for s in sources:
-        if isinstance(s, Path):
-            if not s.is_file():
-                if s.exists():
-                    raise ValueError(f"not a regular file: {s} (a folder, device or pipe)")
-                raise FileNotFoundError(f"no such file: {s}")
-            size += s.stat().st_size
-        else:
-            size += len(s)
+    size = sum(regular_file(s).stat().st_size if isinstance(s, Path) else len(s) for s in sources)
     return sources, size
 
 
-def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
+def _blocks(path: Path, carry: Iterator[int], update) -> Iterator[bytes]:
     """The bytes of `path` in blocks of about READ_BYTES (more when the caller carries a long tail
-    it cannot cut), checked to be UTF-8: UnicodeDecodeError names the file and the byte offset."""
+    it cannot cut), checked to be UTF-8: a `npgpt.token_files.FileDecodeError` (a UnicodeDecodeError)
+    names the file and the byte offset, as ``npgpt tokenize``'s does."""
     check = codecs.getincrementaldecoder("utf-8")()
     offset = 0  # file offset of the next block
     with open(path, "rb") as f:
@@ -100,18 +92,14 @@ def _blocks(path: Path, carry: Iterator[int], bar) -> Iterator[bytes]:
             try:
                 check.decode(block)  # the str is dropped; this is the strict UTF-8 check
             except UnicodeDecodeError as e:
-                where = offset - pending + e.start
-                raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
-                                         f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+                raise _decode_error(path, e, e.object, 0, offset - pending + e.start) from None
             offset += len(block)
-            bar.update(len(block))
+            update(len(block))
             yield block
     try:
         check.decode(b"", final=True)
     except UnicodeDecodeError as e:
-        where = offset - len(e.object) + e.start
-        raise UnicodeDecodeError("utf-8", e.object, e.start, e.end,
-                                 f"{e.reason} in file {str(path)!r} at byte offset {where}") from None
+        raise _decode_error(path, e, e.object, 0, offset - len(e.object) + e.start) from None
 
 
 def _char_boundary(buf: bytes) -> int:
@@ -145,7 +133,7 @@ def _segments(buf: bytes, specials: re.Pattern | None, limit: int) -> tuple[np.n
 # counting
 
 
-def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: int, bar):
+def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: int, update):
     """Count the GPT-2 pre-tokens of one source with the numba scanner; return the grown `words`.
 
     A file is read in blocks; each block is counted up to a safe cut (see `count_pieces`) and the
@@ -158,7 +146,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
     classes = char_classes()
     if isinstance(source, str):
         raw = pretokenize.to_utf8(source)  # surrogates as tiktoken: pairs joined, lone ones U+FFFD
-        bar.update(len(source))
+        update(len(source))
         starts, ends = _segments(raw, specials, len(raw))
         return k.count_pieces(words, np.frombuffer(raw, np.uint8), starts, ends, classes, len(raw), True)[0]
     carry = b""
@@ -167,7 +155,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
         while True:
             yield len(carry)
 
-    for block in _blocks(source, carried(), bar):
+    for block in _blocks(source, carried(), update):
         buf = carry + block
         # Decide only what the buffer's text decides: no special token may start in the last `hold`
         # bytes, and no character may be cut.
@@ -179,7 +167,7 @@ def _count_gpt2(words, source: str | Path, specials: re.Pattern | None, hold: in
     return k.count_pieces(words, np.frombuffer(carry, np.uint8), starts, ends, classes, len(carry), True)[0]
 
 
-def _count_regex(words, source: str | Path, specials: list[str], pattern: str, bar):
+def _count_regex(words, source: str | Path, specials: list[str], pattern: str, update):
     """Count the pre-tokens of a custom `pattern` (the `regex` module; files cut by `pretokenize.chunk_text`)."""
     from npgpt.bpe import train_kernels as k
 
@@ -187,13 +175,14 @@ def _count_regex(words, source: str | Path, specials: list[str], pattern: str, b
     split = pretokenize.special_token_regex(frozenset(specials)) if specials else None
     if isinstance(source, str):
         chunks: Iterable[str] = [source]
-        bar.update(len(source))
+        update(len(source))
     else:
-        chunks = pretokenize.chunk_text(_text_blocks(source, bar), pattern=pattern,
+        chunks = pretokenize.chunk_text(_text_blocks(source, update), pattern=pattern,
                                         allowed_special=frozenset(specials), chunk_chars=READ_BYTES)
     for chunk in chunks:
         for part in split.split(chunk) if split else [chunk]:
-            pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part)]
+            # (a pattern that can match empty text, such as r"\w*", finds empty pieces: no pre-tokens, no pairs)
+            pieces = [p.encode("utf-8", "surrogatepass") for p in regex.findall(part) if p]
             if pieces:
                 bounds = np.zeros(len(pieces) + 1, np.int64)
                 np.cumsum([len(p) for p in pieces], out=bounds[1:])
@@ -201,14 +190,14 @@ def _count_regex(words, source: str | Path, specials: list[str], pattern: str, b
     return words
 
 
-def _text_blocks(path: Path, bar) -> Iterator[str]:
+def _text_blocks(path: Path, update) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")()
-    for block in _blocks(path, iter(lambda: 0, 1), bar):
+    for block in _blocks(path, iter(lambda: 0, 1), update):
         yield decoder.decode(block)
 
 
 def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: str, num_threads: int | None,
-               progress: bool):
+               progress: bool | None):
     """Count the pre-tokens of every source into one `train_kernels.Words` (see `count_pretokens`)."""
     from npgpt.bpe import merge_kernels
     from npgpt.bpe import train_kernels as k
@@ -225,51 +214,28 @@ def _count_all(texts: Any, files: Any, special_tokens: Iterable[str], pattern: s
     split = pretokenize.special_token_regex_bytes(frozenset(specials)) if specials else None
     hold = max((len(s.encode("utf-8")) for s in specials), default=1) - 1
 
-    def count(todo: list[str | Path], bar):
+    def count(todo: list[str | Path], update):
         words = k.new_words()
         for source in todo:
             if pattern == GPT2_PATTERN:
-                words = _count_gpt2(words, source, split, hold, bar)
+                words = _count_gpt2(words, source, split, hold, update)
             else:
-                words = _count_regex(words, source, specials, pattern, bar)
+                words = _count_regex(words, source, specials, pattern, update)
         return words
 
-    with _progress_bar(progress, total=total, unit="B", unit_scale=True, desc="counting") as bar:
+    with progress_bar(progress, total=total, unit="B", unit_scale=True, desc="counting") as update:
         if threads == 1:
-            return count(sources, bar)
+            return count(sources, update)
         # Sources are shared out between threads, each with its own table; the tables are then added
         # up (the kernels release the GIL). A count does not depend on which thread saw the text.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda i: count(sources[i::threads], bar), range(threads)))
+            parts = list(pool.map(lambda i: count(sources[i::threads], update), range(threads)))
     words = parts[0]
     for other in parts[1:]:
         words = k.merge_counts(words, other)
     return words
-
-
-class _NoBar:
-    """What `_progress_bar` gives when there is no bar to show: `update` does nothing."""
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr (shown only on a terminal), or, without `progress`, `_NoBar` (importing
-    tqdm takes a few ms of a run that may take a second in all)."""
-    if not progress:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(disable=None, file=sys.stderr, **kwargs)  # disable=None: shown only on a terminal
 
 
 def _check_specials(special_tokens: Iterable[str]) -> list[str]:
@@ -288,7 +254,7 @@ def _check_specials(special_tokens: Iterable[str]) -> list[str]:
 
 def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable[str] = ("<|endoftext|>",), *,
                     files: Iterable[str | os.PathLike] | None = None, pattern: str = GPT2_PATTERN,
-                    num_threads: int | None = None, progress: bool = True) -> dict[bytes, int]:
+                    num_threads: int | None = None, progress: bool | None = None) -> dict[bytes, int]:
     """Count the distinct pre-tokens of `texts` and `files` (see `train_bpe` for the arguments):
     UTF-8 bytes -> occurrences. The plain twin is `npgpt.reference.count_pretokens`.
 
@@ -311,7 +277,7 @@ def count_pretokens(texts: Iterable[str] | None = None, special_tokens: Iterable
 def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
               special_tokens: Iterable[str] = ("<|endoftext|>",), *, files: Iterable[str | os.PathLike] | None = None,
               pattern: str = GPT2_PATTERN, min_frequency: int = 1, num_threads: int | None = None,
-              progress: bool = True) -> Encoding:
+              progress: bool | None = None) -> Encoding:
     """Learn a byte-level BPE vocabulary from documents and files; return it as an `Encoding`.
 
     Parameters
@@ -335,8 +301,9 @@ def train_bpe(texts: Iterable[str] | None = None, vocab_size: int | None = None,
         Stop when the best pair occurs fewer times (at least 1).
     num_threads : int
         Threads for counting, one source at a time each (default: all cores).
-    progress : bool
-        tqdm bars over the input bytes and the merges (shown only on a terminal).
+    progress : bool or None
+        tqdm bars over the input bytes and the merges, on stderr: None on a terminal only, True always,
+        False never (`npgpt.token_files.progress_bar`).
 
     The exact rules are in the module docstring. The result encodes, decodes and saves like any
     `Encoding`: ``.vocab``, ``.merges``, ``save(dir, format="gpt2" | "tiktoken")``.
@@ -373,11 +340,14 @@ def _check_training(vocab_size: Any, special_tokens: Iterable[str], min_frequenc
 
 
 def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, pattern: str = GPT2_PATTERN,
-                      min_frequency: int = 1, progress: bool = True) -> Encoding:
+                      min_frequency: int = 1, progress: bool | None = None) -> Encoding:
     """The merge loop of `train_bpe`, on pre-tokens counted already (a `train_kernels.Words` table,
     as `_count_all` builds it, or as `npgpt.distributed` merges it from many machines' counts)."""
     from npgpt.bpe import train_kernels as k
 
+    # No count reaches 2**62 (a corpus of exabytes), so a larger min_frequency means the same -- no merge --
+    # and the kernels take it as an int64.
+    min_frequency = min(int(min_frequency), 2**62)
     # The table's pool is already every word's bytes back to back: the merge loop's symbols. (Words
     # whose count went back to 0, taken back at a cut, are left out.) The table's index and columns
     # go before the symbols are made, and the pool after: one at a time, the peak memory is lower.
@@ -392,9 +362,9 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     sym = pool[:n_sym].astype(np.uint16 if max_tokens <= 1 << 16 else np.int32)
     del pool
     corpus, tokens, n = k.new_state(sym, start, length, freq)
-    n[k.FLOOR] = max(2, min(int(min_frequency), 2**62))  # pairs below it wait outside the table (see rebuild)
+    n[k.FLOOR] = max(2, min_frequency)  # pairs below it wait outside the table (see rebuild)
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
-    with _progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as bar:
+    with progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as update:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap
         while status != k.STOPPED:
             fresh = status == k.NEEDS_ROOM
@@ -402,8 +372,8 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
                 pairs, chains, heap = k.no_parts()
             before = int(n[k.N_TOKENS])
             status, corpus, pairs, chains, heap, tokens = k.train_merges(
-                corpus, pairs, chains, heap, tokens, n, max_tokens, int(min_frequency), 1024, fresh, _SPARE)
-            bar.update(int(n[k.N_TOKENS]) - before)
+                corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, 1024, fresh, _SPARE)
+            update(int(n[k.N_TOKENS]) - before)
     # Free the merge loop's arrays before building Python objects (the peak memory is the larger of the two).
     del corpus, pairs, chains, heap
     _give_back_memory()

@@ -32,6 +32,7 @@ import importlib.util
 import itertools
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -471,29 +472,69 @@ def write_gpt2_files(
     return vocab_path, merges_path
 
 
+def special_tokens_path(vocab_path: str | os.PathLike) -> Path:
+    """Where `write_files` puts the special tokens of the vocabulary in `vocab_path`: ``special_tokens.json``
+    beside ``vocab.json`` (or ``encoder.json``), ``<name>.special_tokens.json`` beside ``<name>.tiktoken``.
+
+    Neither format says which tokens are special (GPT-2's ``vocab.json`` holds ``<|endoftext|>`` as any other
+    entry, tiktoken keeps them out), so without it a vocabulary trained with special tokens of its own
+    could not be loaded back: no merge makes them.
+    """
+    vocab_path = Path(vocab_path)
+    if vocab_path.suffix == ".tiktoken":
+        return vocab_path.with_name(f"{vocab_path.stem}.special_tokens.json")
+    return vocab_path.with_name("special_tokens.json")
+
+
+def read_special_tokens(vocab_path: str | os.PathLike) -> dict[str, int] | None:
+    """The special tokens (text -> id) saved with the vocabulary in `vocab_path`, or None when there is no
+    such file (`special_tokens_path`): what `npgpt.Encoding.from_files` loads when it is not given them."""
+    path = special_tokens_path(vocab_path)
+    if not path.is_file():
+        return None
+    try:
+        specials = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VocabFileError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(specials, dict) or not all(isinstance(t, str) and type(i) is int and i >= 0
+                                                 for t, i in specials.items()):
+        raise VocabFileError(f"{path}: expected a JSON object of special token -> non-negative id")
+    return specials
+
+
 def write_files(directory: str | os.PathLike, format: str, name: str, encoder: Mapping[bytes, int],
                 merges: list[tuple[bytes, bytes]], special_tokens: Mapping[str, int]) -> tuple[Path, ...]:
     """Write a vocabulary as ``"gpt2"`` (``vocab.json`` + ``merges.txt``) or ``"tiktoken"``
-    (``<name>.tiktoken``); return the paths. What `npgpt.Encoding.save` writes."""
+    (``<name>.tiktoken``); return their paths. What `npgpt.Encoding.save` writes. The special tokens go
+    beside them (`special_tokens_path`), for `read_special_tokens`."""
     directory = Path(directory)
     if format == "gpt2":
         vocab = {i: b for b, i in encoder.items()} | {i: s.encode("utf-8") for s, i in special_tokens.items()}
-        return write_gpt2_files(directory, vocab, merges, special_tokens)
+        paths: tuple[Path, ...] = write_gpt2_files(directory, vocab, merges, special_tokens)
+        _write_atomic(special_tokens_path(paths[0]), json.dumps(dict(special_tokens), ensure_ascii=False).encode())
+        return paths
     if format == "tiktoken":
         merged = [encoder[a + b] for a, b in merges]
         if any(x >= y for x, y in itertools.pairwise(merged)):
             raise ValueError(
                 "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order")
-        return (write_tiktoken_file(directory / f"{name}.tiktoken", encoder),)
+        if not name or name in (".", "..") or Path(name).name != name or os.sep in name or "/" in name:
+            raise ValueError(f"the encoding's name {name!r} is not a file name, which save(format='tiktoken') "
+                             "needs for <name>.tiktoken; set .name")
+        path = write_tiktoken_file(directory / f"{name}.tiktoken", encoder)
+        _write_atomic(special_tokens_path(path), json.dumps(dict(special_tokens), ensure_ascii=False).encode())
+        return (path,)
     raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # A temporary file beside the target, renamed over it only when complete: a reader (or a
     # crash) never sees half a file, and an earlier file survives a failed write.
+    # (Not tempfile's files: they are 0600, and the rename would keep that. Mode 0o666 lets the umask decide,
+    # as for any new file, so that the people and machines meant to read a vocabulary can.)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        tmp = Path(f.name)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
         try:
             f.write(data)
             f.close()
