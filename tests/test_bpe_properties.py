@@ -105,6 +105,26 @@ def test_batch_errors_are_the_first_texts_as_on_one_thread(enc):
     assert [a.tolist() for a in enc.encode_batch_to_numpy(["", "a"], num_threads=2)] == [[], [64]]
 
 
+def test_batch_threads_no_more_than_chunks_and_numpy_ints_accepted(enc):
+    from npgpt.bpe import encoding
+
+    started = []
+    real = encoding._Batch.__init__
+
+    def spy(self, enc_, texts, allowed, disallowed, threads):
+        started.append(threads)
+        real(self, enc_, texts, allowed, disallowed, threads)
+
+    texts = ["hello world " * 20_000] * 2  # 480,000 characters: at most 7 chunks of 64k, and 2 texts
+    one = [a.tolist() for a in enc.encode_batch_to_numpy(texts, num_threads=1)]
+    with mock.patch.object(encoding._Batch, "__init__", spy):
+        assert [a.tolist() for a in enc.encode_batch_to_numpy(texts, num_threads=1000)] == one
+        assert [a.tolist() for a in enc.encode_batch_to_numpy(texts, num_threads=np.int64(2))] == one
+    assert started == [9, 2]  # not 999 idle threads (tiktoken's pool, too, starts a thread per task at most)
+    with pytest.raises(ValueError, match="num_threads"):
+        enc.encode_batch_to_numpy(texts, num_threads=np.int64(0))
+
+
 @given(texts, st.lists(st.integers(1, 40), min_size=1, max_size=20), st.booleans(), st.integers(1, 64))
 @example(text='get it?"\n\nHe answered  \n\n\tslowly: x\'re', sizes=[9], with_special=False, chunk_chars=8)
 def test_encode_iterable_equals_encode(enc, text, sizes, with_special, chunk_chars):

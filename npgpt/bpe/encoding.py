@@ -672,16 +672,19 @@ class Encoding:
         texts = [_check_text(t) for t in self._batch_items(items, num_threads)]
         dtype = self.token_dtype
         # Less text than two chunks: starting threads would cost more (~0.1 ms each) than they save.
-        if num_threads == 1 or sum(map(len, texts)) < 2 * _MIN_CHUNK:
+        total = sum(map(len, texts))
+        if num_threads == 1 or total < 2 * _MIN_CHUNK:
             return [self._encode(t, allowed, disallowed).astype(dtype) for t in texts]
-        return _Batch(self, texts, allowed, disallowed, num_threads).run()
+        # no more threads than there can be chunks (num_threads=1000 would start 999 threads for nothing)
+        threads = int(min(num_threads, len(texts) + total // _MIN_CHUNK))
+        return _Batch(self, texts, allowed, disallowed, threads).run()
 
     @staticmethod
     def _batch_items(items, num_threads: int) -> list:
         """The texts of a batch call, as a list; the mistakes every batch method refuses the same way."""
         if isinstance(items, str):
             raise TypeError("expected a list of str, got a single str (use encode for one text)")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         return list(items)
 
