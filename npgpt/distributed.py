@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from npgpt.bpe.vocab_files import _write_atomic
+
 __all__ = ["connect", "count_pretokens", "tokenize", "train_bpe"]
 
 INDEX = "index.json"
@@ -121,9 +123,9 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
         "shards": [{"source": str(p), "file": n, "tokens": int(c)}
                    for p, n, c in zip(paths, names, counts, strict=True)],
     }
-    tmp = out / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
-    os.replace(tmp, out / INDEX)  # the index appears only when every shard is written
+    # the index appears only when every shard is written, through a temporary file of this run's own (as
+    # every file npgpt writes): two runs writing to one folder never write into each other's
+    _write_atomic(out / INDEX, json.dumps(index, indent=1).encode("utf-8"))
     return index
 
 

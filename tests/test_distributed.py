@@ -60,6 +60,18 @@ def test_tokenize_refuses_bad_arguments(client, shards, tmp_path):
         dist.tokenize(shards, tmp_path / "f", client=client)
 
 
+def test_the_index_is_written_under_a_temporary_name_of_its_own(client, shards, tmp_path):
+    # The temporary index was always out/.index.json.tmp: a second run writing to the same folder truncated and
+    # renamed away the first run's half-written index (or failed, its own temporary file renamed from under it).
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".index.json.tmp").write_text("another run's index, half written")
+    index = dist.tokenize(shards[:1], out, client=client)
+    assert (out / ".index.json.tmp").read_text() == "another run's index, half written"
+    assert json.loads((out / "index.json").read_text()) == index
+    assert sorted(p.name for p in out.iterdir()) == [".index.json.tmp", "00000-shard-0.npy", "index.json"]
+
+
 def test_cli_tokenize_with_a_scheduler(client, shards, tmp_path, capsys):
     from npgpt.cli import main
 
