@@ -7,7 +7,9 @@ cleanly along shards:
   (`npgpt.tokenize_files`, one ``.npy`` or ``.bin`` per shard), and the client writes an index
   (shard -> file, number of tokens) once all are done. Text never crosses the network: a worker
   reads its shard from storage every worker sees (a shared file system or object store mount) and
-  writes its token file there.
+  writes its token file there. A run is all or nothing: the shard files are written under
+  temporary names and take their names only when every shard has succeeded, so a failed run
+  leaves the folder as it was (see `tokenize`).
 - **training** is a map-reduce, then a loop: workers count the distinct pre-tokens of their shards
   (map), the counts are merged pairwise on the workers (reduce), and the client runs the merge loop
   on the merged counts (`npgpt.bpe.train`). What moves over the network is counts -- each distinct
@@ -33,8 +35,10 @@ Example (with a cluster; `tests/test_distributed.py` runs this on a 2-worker ``L
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -78,11 +82,51 @@ def _shard_paths(shards: Iterable[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: Any) -> int:
+def _tokenize_shard(shard: str, out: str, tokenizer: Any, eot: bool, fmt: Any, abort: str,
+                    made: list[str]) -> int | None:
+    """Encode `shard` into `out` (a temporary name of the run's); None when the run was called off (`abort`
+    set: another shard failed), and then nothing of it is left behind (see `tokenize`)."""
+    from dask.distributed import Event
+
     import npgpt
 
-    enc = npgpt.get_encoding(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    return len(npgpt.tokenize_files([shard], out, tokenizer=enc, eot=eot, num_threads=1, progress=False, format=fmt))
+    if Event(abort).is_set():  # queued when another shard failed: no need to start
+        return None
+    try:
+        enc = npgpt.get_encoding(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        n = len(npgpt.tokenize_files([shard], out, tokenizer=enc, eot=eot, num_threads=1, progress=False,
+                                     format=fmt))
+    finally:
+        # Asked once this task's file is complete, or has failed: if the run was called off before now, the
+        # client may have cleaned up already, so what this task left is its own to remove.
+        called_off = Event(abort).is_set()
+        if called_off:
+            _remove([Path(out)], [Path(f) for f in made])
+    return None if called_off else n
+
+
+def _remove(files: list[Path], folders: list[Path]) -> None:
+    """Remove `files`, then `folders` (outermost first) when empty; whatever is already gone, or not empty, stays."""
+    for path in files:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _call_off(client: Any, futures: list, abort: str, temporary: list[Path], made: list[Path]) -> None:
+    """Undo a run that failed: no shard file of it stays, whether written already, being written, or queued."""
+    from dask.distributed import Event
+
+    # In this order: a task that finds `abort` unset once its file is complete completed it before the set
+    # below, so the removal below takes it; a task that finds it set removes its file itself, and the folders
+    # the run made (the last one out finds them empty).
+    with contextlib.suppress(Exception):  # a scheduler that is gone runs no task to write anything more
+        Event(abort, client=client).set()
+    with contextlib.suppress(Exception):
+        client.cancel(futures)
+    _remove(temporary, made)
 
 
 def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, client: Any = None,
@@ -102,6 +146,20 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
     Returns the index written to ``out_dir/index.json``: ``{"encoding", "format", "tokens",
     "shards": [{"source", "file", "tokens"}, ...]}`` in shard order. Concatenating the shard files
     in that order gives exactly ``tokenize_files(shards, ...)``'s tokens.
+
+    All or nothing: a failed run (a shard that is not UTF-8, a lost cluster, Ctrl-C) leaves `out_dir`
+    as it was, an earlier run's files and index included, and removes the folders it made. Each
+    worker writes its shard's file under a temporary name of the run (``.NAME.RUN.tmp``, beside its
+    final name, so that the rename is one on the shared file system); the client renames them all to
+    their names, then writes the index, only when every shard has succeeded. (Removing the files of a
+    failed run instead would not do: a run into a folder of an earlier one replaces its files one by
+    one, and those cannot be had back.) When a shard fails, the client sets a Dask ``Event`` of the
+    run, cancels the shards not yet started and removes the temporary files (and the folders the run
+    made, when empty); a shard still being written looks at the event once its file is complete (or
+    has failed), and if it is set removes the file, and those folders, itself. Either way nothing is
+    left: a shard that finds the event unset had finished its file before the client set it, so the
+    client removes it. (The event, one flag, stays on the scheduler.) Only a worker killed in the
+    middle of a shard leaves its partial file, a hidden ``*.tmp``, as any killed writer does.
     """
     paths = _shard_paths(shards)
     if format not in ("npy", "bin"):
@@ -109,13 +167,24 @@ def tokenize(shards: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    names = [f"{k:05d}-{p.stem}.{format}" for k, p in enumerate(paths)]
     client = connect(client)
     spec = _encoding_spec(tokenizer)
-    futures = client.map(_tokenize_shard, [str(p.resolve()) for p in paths], [str((out / n).resolve()) for n in names],
-                         tokenizer=spec, eot=eot, fmt=format, pure=False)
-    counts = client.gather(futures)
+    made = [p.resolve() for p in (out, *out.parents) if not p.exists()][::-1]  # (outermost first)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"{k:05d}-{p.stem}.{format}" for k, p in enumerate(paths)]
+    run = secrets.token_hex(8)
+    temporary = [(out / f".{n}.{run}.tmp").resolve() for n in names]
+    abort = f"npgpt-tokenize-{run}"  # a dask Event: set when the run is called off
+    futures: list = []
+    try:
+        futures = client.map(_tokenize_shard, [str(p.resolve()) for p in paths], list(map(str, temporary)),
+                             tokenizer=spec, eot=eot, fmt=format, abort=abort, made=list(map(str, made)), pure=False)
+        counts = client.gather(futures)
+    except BaseException:  # a shard failed, the cluster went away, Ctrl-C: the folder goes back to what it was
+        _call_off(client, futures, abort, temporary, made)
+        raise
+    for tmp, name in zip(temporary, names, strict=True):  # every shard is written: now they take their names
+        os.replace(tmp, out / name)
     index = {
         "encoding": spec if isinstance(spec, str) else spec.name,
         "format": format,

@@ -72,6 +72,39 @@ def test_the_index_is_written_under_a_temporary_name_of_its_own(client, shards, 
     assert sorted(p.name for p in out.iterdir()) == [".index.json.tmp", "00000-shard-0.npy", "index.json"]
 
 
+def test_a_failed_run_leaves_the_folder_as_it_was(client, shards, tmp_path):
+    # The shards that succeeded were written to their names at once: a failed run left them behind with no index,
+    # or with an earlier run's index whose counts no longer matched the files it had replaced.
+    out = tmp_path / "out"
+    earlier = dist.tokenize(shards[:2], out, client=client)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine \xff")
+    with pytest.raises(UnicodeDecodeError):
+        dist.tokenize([shards[1], shards[0], bad, shards[2]], out, client=client)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert json.loads((out / "index.json").read_text()) == earlier
+    # A shard still being written when the run fails (the bad one fails at once) removes its own file when done.
+    big = tmp_path / "big.txt"
+    big.write_text(pydoc_text() * 8, encoding="utf-8")
+    with pytest.raises(UnicodeDecodeError):
+        dist.tokenize([big, bad], out, client=client)
+    _wait_for_the_shards_still_running(client)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for first in (shards[0], big):  # into new folders: they are not left behind, even by a shard still running
+        with pytest.raises(UnicodeDecodeError):
+            dist.tokenize([first, bad], tmp_path / "new" / "tokens", client=client)
+        _wait_for_the_shards_still_running(client)
+        assert not (tmp_path / "new").exists()
+
+
+def _wait_for_the_shards_still_running(client):
+    # A failed run returns at once; the shards being written then finish (and clean up) on their own. Every
+    # worker has one thread, so a task sent to each runs after them.
+    workers = list(client.scheduler_info()["workers"])
+    client.gather([client.submit(int, 0, workers=[w], pure=False) for w in workers])
+
+
 def test_cli_tokenize_with_a_scheduler(client, shards, tmp_path, capsys):
     from npgpt.cli import main
 
