@@ -242,6 +242,18 @@ def test_saving_is_atomic_and_keeps_the_old_files_on_failure(enc, tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.txt", "special_tokens.json", "vocab.json"]  # no .tmp
 
 
+@pytest.mark.parametrize("fmt", ["gpt2", "tiktoken"])
+def test_saving_into_a_file_is_a_clear_error(tmp_path, fmt):
+    # save(<a file>) raised mkdir's bare FileExistsError ("[Errno 17] File exists"), as if the vocabulary were there
+    enc = npgpt.Encoding({i: bytes([i]) for i in range(256)}, [], name="t")
+    file = write(tmp_path / "notes.txt", "mine")
+    with pytest.raises(NotADirectoryError, match=re.escape(f"{file} is a file, not a folder")):
+        enc.save(file, format=fmt)
+    with pytest.raises(NotADirectoryError, match=re.escape(f"{file} is a file, not a folder, so {file / 'v'} cannot")):
+        enc.save(file / "v", format=fmt)
+    assert file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_saved_files_are_as_readable_as_the_umask_says(tmp_path, umask):
     # They were written through tempfile, whose files are 0600 (owner only), and renamed as they were: a

@@ -959,7 +959,9 @@ class Encoding:
         `from_files`). ``"tiktoken"``: ``<name>.tiktoken`` (readable by ``tiktoken.load``; special
         tokens are not part of that format, pass them to tiktoken again). Neither format says which
         tokens are special, so they are also written beside them, as JSON (``special_tokens.json``,
-        or ``<name>.special_tokens.json``), which `from_files` reads back.
+        or ``<name>.special_tokens.json``), which `from_files` reads back. `directory` is made if
+        missing; when it, or a folder above it, is a file, NotADirectoryError names it. Each file is
+        written to a temporary name and renamed over an earlier one only when complete.
         """
         return vocab_files.write_files(directory, format, self.name, self._encoder, self._merges, self._special_tokens)
 

@@ -460,7 +460,7 @@ def write_gpt2_files(
     Special tokens are written as their plain text (as ``"<|endoftext|>"`` is in GPT-2's file).
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_folder(directory)
     specials = {i: s for s, i in (special_tokens or {}).items()}
     entries = {}
     for i in sorted(vocab):
@@ -527,12 +527,26 @@ def write_files(directory: str | os.PathLike, format: str, name: str, encoder: M
     raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
 
 
+def _make_folder(folder: Path) -> None:
+    """``mkdir -p`` `folder`; a file in the way is a NotADirectoryError naming it (mkdir's was a bare
+    FileExistsError, "File exists", as if the vocabulary were there already)."""
+    if folder.is_dir():
+        return
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            break
+        if p.exists() or p.is_symlink():
+            so = "" if p == folder else f", so {folder} cannot be made"
+            raise NotADirectoryError(f"{p} is a file, not a folder{so}")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     # A temporary file beside the target, renamed over it only when complete: a reader (or a
     # crash) never sees half a file, and an earlier file survives a failed write.
     # (Not tempfile's files: they are 0600, and the rename would keep that. Mode 0o666 lets the umask decide,
     # as for any new file, so that the people and machines meant to read a vocabulary can.)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
         try:
