@@ -212,6 +212,38 @@ def test_surrogates_like_tiktoken(enc):
     assert enc.decode(enc.encode("a\ud800b")) == "a\ufffdb"
 
 
+SURROGATE_PIECES = ["\ud800", "a\udc00b", "\ud83d\ude00", "\ud83d", "x\ud83d\ude00"]
+
+
+@pytest.mark.parametrize("text", SURROGATE_PIECES)
+def test_single_piece_and_single_token_refuse_surrogates_as_tiktoken(enc, text):
+    # encode repairs surrogates (above); encode_single_piece and encode_single_token take the piece as it is, and
+    # a surrogate has no UTF-8: tiktoken raises UnicodeEncodeError. encode_single_piece made a lone one U+FFFD
+    # ("\ud800" gave [4210], the id of "\ufffd"), and encode_single_token said KeyError, not a single token.
+    for method in (enc.encode_single_piece, enc.encode_single_token):
+        with pytest.raises(UnicodeEncodeError, match=r"surrogates not allowed: '\\ud[89a-f].*' has no UTF-8") as info:
+            method(text)
+        assert info.value.object == text and text[info.value.start] in "\ud800\udc00\ud83d"
+
+
+def _outcome(method, arg):
+    try:
+        return method(arg)
+    except KeyError:
+        return KeyError
+    except UnicodeEncodeError as e:
+        return UnicodeEncodeError, e.object, e.start, e.end
+
+
+def test_single_piece_and_single_token_equal_installed_tiktoken(enc):
+    tiktoken = pytest.importorskip("tiktoken")
+    theirs = tiktoken.Encoding("gpt2", pat_str=enc.pattern, mergeable_ranks=enc._mergeable_ranks,
+                               special_tokens=enc.special_tokens)
+    for arg in [*SURROGATE_PIECES, "\ufffd", "hello", "hello world", "<|endoftext|>", b"\xed\xa0\x80", b"\xff"]:
+        assert _outcome(enc.encode_single_piece, arg) == _outcome(theirs._encode_single_piece, arg), arg
+        assert _outcome(enc.encode_single_token, arg) == _outcome(theirs.encode_single_token, arg), arg
+
+
 def test_encode_iterable_matches_whole(enc, text):
     lines = text.splitlines(keepends=True)
     assert list(enc.encode_iterable(lines, chunk_chars=200)) == enc.encode(text, disallowed_special=())

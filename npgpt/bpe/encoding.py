@@ -119,6 +119,18 @@ def _check_text(text: object) -> str:
     raise TypeError(f"text must be str, got {type(text).__name__}{hint}")
 
 
+def _piece_utf8(text: str, method: str) -> bytes:
+    """The UTF-8 of `text` taken as it is, as tiktoken's `method` takes it: a surrogate is a UnicodeEncodeError
+    (which names it: a pair's own message names none), not repaired as `Encoding.encode` repairs it."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start : e.end]
+        raise UnicodeEncodeError(e.encoding, text, e.start, e.end,
+                                 f"surrogates not allowed: {bad!r} has no UTF-8 form ({method} takes the text as it "
+                                 "is, as tiktoken's does; encode repairs surrogates)") from None
+
+
 class Encoding:
     """A byte-level BPE tokenizer with tiktoken's interface.
 
@@ -495,7 +507,8 @@ class Encoding:
     def encode_single_token(self, text_or_bytes: str | bytes) -> int:
         """The id of a text or bytes that is exactly one token (special tokens included).
 
-        Raises KeyError when it is not a single token.
+        Raises KeyError when it is not a single token, and UnicodeEncodeError for a text with a
+        surrogate (which has no UTF-8 form), as tiktoken does.
 
         >>> enc.encode_single_token(" the"), enc.encode_single_token("<|endoftext|>")
         (262, 50256)
@@ -503,7 +516,7 @@ class Encoding:
         if isinstance(text_or_bytes, str):
             if text_or_bytes in self._special_tokens:
                 return self._special_tokens[text_or_bytes]
-            key = text_or_bytes.encode("utf-8", "surrogatepass")
+            key = _piece_utf8(text_or_bytes, "encode_single_token")
         elif isinstance(text_or_bytes, (bytes, bytearray)):
             key = bytes(text_or_bytes)
         else:
@@ -518,11 +531,14 @@ class Encoding:
     def encode_single_piece(self, text_or_bytes: str | bytes) -> list[int]:
         """BPE of `text_or_bytes` as one piece: no pre-tokenization, no special tokens (as tiktoken).
 
+        The text is taken as it is: a surrogate, which `encode` repairs, is a UnicodeEncodeError here,
+        as in tiktoken.
+
         >>> enc.encode_single_piece("hello world"), enc.encode_single_piece("hello world, it is me")
         ([31373, 995], [31373, 995, 11, 340, 318, 502])
         """
         if isinstance(text_or_bytes, str):
-            buf = to_utf8(text_or_bytes)
+            buf = _piece_utf8(text_or_bytes, "encode_single_piece")
         elif isinstance(text_or_bytes, (bytes, bytearray)):
             buf = bytes(text_or_bytes)
         else:
