@@ -82,7 +82,8 @@ def as_token_array(token_ids: Any) -> np.ndarray:
     A list (or any iterable of ints) is range-checked *before* it is cast: ids must be in
     ``[0, 2**64)``, and are stored in the smallest unsigned dtype that holds the largest
     (`compact_dtype`), so no id ever wraps. Arrays are used as they are (zero copy), but must be 1-D
-    and of an integer dtype.
+    and of an integer dtype; an empty one of any dtype (``np.array([])`` is float64) holds no ids,
+    and is an empty uint16 array, as the empty list is.
 
     >>> as_token_array([15496, 11, 995]).dtype, as_token_array([2**32 + 7, 1]).tolist()
     (dtype('uint16'), [4294967303, 1])
@@ -93,6 +94,8 @@ def as_token_array(token_ids: Any) -> np.ndarray:
         raise TypeError(f"token ids must be a sequence of ints, not {type(token_ids).__name__}: encode the text first")
     if isinstance(token_ids, np.ndarray):
         arr = token_ids
+        if arr.ndim == 1 and arr.size == 0 and arr.dtype.kind not in "iu":  # np.array([]) is float64: no ids at all
+            arr = np.empty(0, np.uint16)
     else:
         values = token_ids if hasattr(token_ids, "__len__") else list(token_ids)
         arr = np.asarray(values)

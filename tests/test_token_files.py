@@ -191,6 +191,20 @@ def test_ids_are_range_checked_before_any_cast(tmp_path):
     assert as_token_array(np.array([3, 4], dtype=np.int8)).dtype == np.int8  # arrays as they are
 
 
+def test_an_empty_array_of_any_dtype_is_no_ids(tmp_path):
+    # np.array([]) is float64: write_tokens refused it ("token ids must be integers, got dtype float64"), though an
+    # empty array has no value to be wrong (and the empty list, which NumPy also makes float64, was accepted)
+    for empty in (np.array([]), np.array([], dtype=bool), np.array([], dtype=object), np.array([], dtype=np.float32)):
+        assert as_token_array(empty).dtype == np.uint16 and as_token_array(empty).shape == (0,)
+        assert TokenFile(write_tokens(tmp_path / "e.npy", empty)).tokens.dtype == np.uint16
+        assert np.load(write_tokens(tmp_path / "e32.npy", empty, dtype=np.uint32)).dtype == np.uint32
+        assert write_tokens(tmp_path / "e.bin", empty).read_bytes() == b""
+    for bad in (np.array([1.0]), np.array([0.0, 2.0], dtype=np.float32), np.zeros((0, 3))):
+        with pytest.raises((TypeError, ValueError), match=r"integers, got dtype|1-D"):
+            write_tokens(tmp_path / "bad.npy", bad)
+    assert not (tmp_path / "bad.npy").exists()
+
+
 # ---------------------------------------------------------------------------------------------------
 # atomic writes
 
