@@ -139,6 +139,31 @@ def test_bad_tiktoken_line(tmp_path):
         Encoding.from_files(tmp_path / "vocab.json")
 
 
+def test_files_given_in_the_wrong_places_say_what_each_should_be(tmp_path):
+    # from_files(x.tiktoken, merges.txt) said "x.tiktoken:1:1: not valid JSON: Expecting value"; the two files
+    # swapped said the same of merges.txt; a .tiktoken file as the merges read its lines as merges ("merge 0
+    # (b'AA==', b'0'): b'AA==' is neither a byte ..."), and vocab.json as the merges printed the whole JSON.
+    enc = npgpt.train_bpe(["low lower lowest newer newest"] * 10, vocab_size=262, progress=False)
+    v, m = enc.save(tmp_path)
+    (t,) = enc.save(tmp_path, format="tiktoken")
+    whole = re.escape(f"{t} is a .tiktoken file, a whole vocabulary (its merges are in its ranks): load it alone, "
+                      "Encoding.from_files(path), with no merges file")
+    for args in ((t, m), (v, t), (t, t)):
+        with pytest.raises(VocabFileError, match=whole):
+            Encoding.from_files(*args)
+    expected = re.escape("the vocabulary is a JSON object of token -> id (vocab.json or encoder.json), and the "
+                         "merges file comes second (merges.txt or vocab.bpe)")
+    with pytest.raises(VocabFileError, match=rf"{re.escape(str(m))}:1:1: not valid JSON \(Expecting value\): "
+                                             rf"{expected}; this looks like a merges file: are the two swapped\?"):
+        Encoding.from_files(m, v)
+    with pytest.raises(VocabFileError) as info:
+        Encoding.from_files(v, v)
+    assert str(info.value).startswith(f"{v}:1: expected two tokens separated by one space, got '{{\"")
+    assert str(info.value).endswith("(a merges file, merges.txt or vocab.bpe, has one merge per line); this looks "
+                                    "like a JSON vocabulary: are the two swapped?")
+    assert len(str(info.value)) < 400  # not the whole vocabulary
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         Encoding.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")

@@ -220,7 +220,9 @@ class Encoding:
     ) -> Encoding:
         """Load ``vocab.json`` + ``merges.txt``, ``encoder.json`` + ``vocab.bpe``, or one ``*.tiktoken``.
 
-        A ``.tiktoken`` file has no merges (pass none); they are recovered from the ranks. The special
+        The JSON vocabulary comes first, then its merges file. A ``.tiktoken`` file has no merges (pass
+        none); they are recovered from the ranks. Files in the wrong places (swapped, a ``.tiktoken``
+        with a merges file) raise VocabFileError, a ValueError, saying what each should be. The special
         tokens are, when not given, those `save` wrote beside the files (`vocab_files.read_special_tokens`),
         else ``<|endoftext|>`` alone (GPT-2's).
 

@@ -310,7 +310,11 @@ def read_gpt2_files(
     try:
         pairs = json.loads(text, object_pairs_hook=list)
     except json.JSONDecodeError as e:
-        raise VocabFileError(f"{vocab_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        raise VocabFileError(
+            f"{vocab_path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}): the vocabulary is a JSON object of "
+            "token -> id (vocab.json or encoder.json), and the merges file comes second (merges.txt or vocab.bpe)"
+            f"{_looks_like(text, 'vocabulary')}"
+        ) from None
     if not isinstance(pairs, list) or not all(isinstance(p, tuple) for p in pairs):
         raise VocabFileError(f"{vocab_path}:1: expected a JSON object of token -> id")
     vocab: dict[int, bytes] = {}
@@ -339,15 +343,29 @@ def read_gpt2_files(
     return vocab, merges
 
 
+def _looks_like(text: str, expected: str) -> str:
+    """For the error of a file that is not the `expected` one ("vocabulary" or "merges"): what it looks like
+    instead, when that is another of the files (the two given swapped), else ""."""
+    start = text.lstrip()
+    if expected == "vocabulary" and start.startswith("#version"):
+        return "; this looks like a merges file: are the two swapped?"
+    if expected == "merges" and start.startswith("{"):
+        return "; this looks like a JSON vocabulary: are the two swapped?"
+    return ""
+
+
 def _read_merges(path: Path) -> list[tuple[bytes, bytes]]:
     merges = []
-    for lineno, line in enumerate(read_utf8(path).split("\n"), 1):
+    text = read_utf8(path)
+    for lineno, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line or (lineno == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
         if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise VocabFileError(f"{path}:{lineno}: expected two tokens separated by one space, got {line!r}")
+            got = repr(line) if len(line) <= 80 else f"{line[:80]!r}... ({len(line):,} characters)"
+            raise VocabFileError(f"{path}:{lineno}: expected two tokens separated by one space, got {got} (a merges "
+                                 f"file, merges.txt or vocab.bpe, has one merge per line){_looks_like(text, 'merges')}")
         a, b = _decode_token(parts[0]), _decode_token(parts[1])
         if a is None or b is None:
             bad = parts[0] if a is None else parts[1]
@@ -441,6 +459,10 @@ def read_files(vocab_path: str | os.PathLike, merges_path: str | os.PathLike | N
         if vocab_path.suffix != ".tiktoken":
             raise ValueError(f"{vocab_path}: a merges file is needed unless the vocabulary is a .tiktoken file")
         return read_tiktoken_vocab(vocab_path)
+    for path in (vocab_path, Path(merges_path)):  # (read as JSON or as merges, it said "not valid JSON", or worse)
+        if path.suffix == ".tiktoken":
+            raise VocabFileError(f"{path} is a .tiktoken file, a whole vocabulary (its merges are in its ranks): "
+                                 "load it alone, Encoding.from_files(path), with no merges file")
     specials = (special_tokens,) if isinstance(special_tokens, str) else special_tokens
     return read_gpt2_files(vocab_path, merges_path, special_tokens=specials)
 
