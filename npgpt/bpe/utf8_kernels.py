@@ -71,10 +71,11 @@ def _no_rule_broken(buf, p, q):
     """Whether every byte of ``buf[p:q]`` keeps the rules below, given the 3 bytes before p (p >= 3).
 
     A byte is a continuation (80..BF) exactly when one of the 3 before it starts a longer character
-    (C0.., E0.., F0..): so, from where a character starts, the bytes split into whole characters; they
-    are valid when no byte is C0, C1, F5..FF and the byte after E0, ED, F0, F4 is in its range. Each byte is tested apart from the others (no branch, nothing carried
-    from one to the next), so LLVM runs the loop on 32 or 64 bytes at once: about 10 GB/s whatever
-    the script (one character at a time made 0.7 GB/s of Russian, 1 GB/s of Chinese).
+    (C0.., E0.., F0..): so, from where a character starts, the bytes split into whole characters;
+    they are valid when no byte is C0, C1, F5..FF and the byte after E0, ED, F0, F4 is in its range.
+    Each byte is tested apart from the others (no branch, nothing carried from one to the next), so
+    LLVM runs the loop on 32 or 64 bytes at once: about 10 GB/s whatever the script (one character
+    at a time made 0.7 GB/s of Russian, 1 GB/s of Chinese).
     """
     bad = False
     for i in range(p, q):
