@@ -312,11 +312,9 @@ def test_tokenize_decode_errors_name_the_byte(tmp_path, chunk_chars):
 
 
 def test_tokenize_names_the_first_bad_byte_wherever_it_sits(tmp_path):
-    # Blocks of 64 KB: the thread that reads them checks only their last 32 KB (where it looks for a cut);
-    # the workers check each chunk before encoding it. Whichever finds a bad byte, the error names the
-    # first one in the file, word for word as Python's decoder: in the middle of a later chunk, right at
-    # a cut (either side), in a tail, at the end; and with a second bad byte later, which the reading
-    # thread may meet before a worker meets the first.
+    # The error names the first bad byte of the file, word for word as Python's decoder, wherever it
+    # sits: in the middle of a later chunk, right at a cut (either side), at the end; and with a second
+    # bad byte later, in a block read while the chunks before it are still being encoded.
     from npgpt.token_files import _utf8_chunks
 
     block = 1 << 16
@@ -324,7 +322,7 @@ def test_tokenize_names_the_first_bad_byte_wherever_it_sits(tmp_path):
     assert 4 * block < len(good) < 5 * block
     src = tmp_path / "good.txt"
     src.write_bytes(good)
-    cuts = [pos + end for _, end, _, pos, _ in _utf8_chunks(src, block, lambda n: None)]
+    cuts = np.cumsum([end for _, end in _utf8_chunks(src, block, lambda n: None)]).tolist()
     assert len(cuts) >= 5 and cuts[-1] == len(good)
     places = [block // 3, cuts[1] + block // 3, cuts[2] + block // 2, len(good) - 2]
     places += [c + d for c in cuts[:3] for d in (-2, -1, 0, 1)]
