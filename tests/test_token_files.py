@@ -325,6 +325,40 @@ def test_tokenize_decode_errors_name_the_byte(tmp_path, chunk_chars):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+
+def test_tokenize_names_the_first_bad_byte_wherever_it_sits(tmp_path):
+    # The error names the first bad byte of the file, word for word as Python's decoder, wherever it
+    # sits: in the middle of a later chunk, right at a cut (either side), at the end; and with a second
+    # bad byte later, in a block read while the chunks before it are still being encoded.
+    from npgpt.token_files import _utf8_chunks
+
+    block = 1 << 16
+    good = ("Привет, мир! 你好，世界。 plain words, and more " * 8000)[:210_000].encode()
+    assert 4 * block < len(good) < 5 * block
+    src = tmp_path / "good.txt"
+    src.write_bytes(good)
+    cuts = np.cumsum([end for _, end in _utf8_chunks(src, block, lambda n: None)]).tolist()
+    assert len(cuts) >= 5 and cuts[-1] == len(good)
+    places = [block // 3, cuts[1] + block // 3, cuts[2] + block // 2, len(good) - 2]
+    places += [c + d for c in cuts[:3] for d in (-2, -1, 0, 1)]
+    bad, out = tmp_path / "bad.txt", tmp_path / "t.npy"
+    for at in places:
+        for second in (None, cuts[3] - 100):
+            for wrong in (b"\xff", b"\xc0\xaf", b"\xe4\xb8 "):  # (always wrong, wherever they land)
+                data = bytearray(good)
+                data[at : at + len(wrong)] = wrong
+                if second is not None and second > at + 4:
+                    data[second] = 0xC0
+                bad.write_bytes(data)
+                with pytest.raises(UnicodeDecodeError) as expected:
+                    bytes(data).decode("utf-8")
+                e = expected.value
+                with pytest.raises(UnicodeDecodeError, match=f"{e.reason} at byte {e.start} of {bad}") as info:
+                    tokenize_files([src, bad], out, progress=False, chunk_chars=block, num_threads=2)
+                assert (info.value.offset, info.value.problem) == (e.start, e.reason)
+                assert str(info.value).startswith(str(e).split(" in position")[0])
+    assert not out.exists() and leftovers(tmp_path) == []
+
 def test_an_interrupted_bytes_tokenize_leaves_the_earlier_file(tmp_path, monkeypatch):
     calls = []
 
