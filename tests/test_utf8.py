@@ -110,6 +110,27 @@ def test_utf8_of_str_is_str_encode(text):
     assert len(buf) >= n  # (its room, from the storage width, is never less than the bytes)
 
 
+# ASCII runs of every length (the kernel copies 8 bytes of ASCII code units at a time) between single
+# characters of each UTF-8 length, in strs stored 1, 2 and 4 bytes a character (the widest decides)
+ascii_runs = st.lists(st.one_of(st.text(st.characters(max_codepoint=0x7F), min_size=1, max_size=20),
+                                st.sampled_from(["é", "\xff", "ж", "\u07ff", "\u0800", "字", "\uffff", "😀",
+                                                 "\U0010ffff", "\ud800", "\udfff"])), max_size=30).map("".join)
+
+
+@given(ascii_runs, st.sampled_from(["", "é", "字", "😀"]))
+@example("abcdefgh" * 3 + "ж", "字")
+@example("abcdefg\ud800", "")
+def test_utf8_of_str_word_at_a_time_is_str_encode(text, widest):
+    text = text + widest  # (a character at the end sets the storage width of the whole str)
+    buf, n = utf8_of_str(text)
+    try:
+        expected = text.encode("utf-8")
+    except UnicodeEncodeError as e:  # the first surrogate, also when a word of ASCII came just before it
+        assert n == -1 - e.start
+        return
+    assert n == len(expected) and buf[:n].tobytes() == expected
+
+
 @given(st.binary(max_size=80), st.binary(min_size=1, max_size=5), st.integers(-3, 90), st.data())
 @example(b"xx<|endoftext|> <|endoftext|", b"<|endoftext|>", 0, None)
 @example(b"aaaaaaaaaaaaaaaab", b"ab", 0, None)

@@ -72,10 +72,10 @@ PLAIN_MAX_PIECE = 64
 _kernels = None
 _utf8 = None
 #: Characters from which a text is "long": a batch makes its UTF-8 and searches it for special tokens
-#: without the GIL (`Encoding._batch_rows`), and one encode looks for each special token's first byte
+#: without the GIL (`Encoding._long_rows`), and one encode looks for each special token's first byte
 #: before the token (`check_disallowed`). Below, either costs more than it saves.
 _LONG_TEXT = 1 << 16
-UTF8 = bytes | memoryview  # a text's UTF-8: bytes, or a read-only view of bytes a kernel made (`Encoding._batch_rows`)
+UTF8 = bytes | memoryview  # a text's UTF-8: bytes, or a read-only view of bytes a kernel made (`Encoding._long_rows`)
 _WHOLE_TEXT = np.array([[0, 2**62, -1]], np.int64)  # one ordinary row, ending with the text
 _WHOLE_TEXT.flags.writeable = False
 _MIN_CHUNK = 1 << 16  # bytes: the least `encode_batch_to_numpy` hands a thread (a kernel call costs ~10 us of Python)
@@ -353,8 +353,8 @@ class Encoding:
     def _run_kernel(self, buf: UTF8, segments: np.ndarray, scan: bool) -> np.ndarray:
         """One numba call for the whole text (see `npgpt.bpe.merge_kernels.encode_segments`): the ids,
         of `token_dtype`, as a view of a buffer that may be larger than they are."""
-        merge = _merge()
-        t = self._get_tables()
+        merge = _kernels or _merge()  # (no calls once loaded: a 50-character encode takes 3.5 us in all)
+        t = self._tables or self._get_tables()
         out = np.empty(len(buf) + len(segments) + merge.OUT_SLACK, t.id_dtype)
         if segments is not _WHOLE_TEXT:  # (read-only already; setting a flag costs a third of a µs)
             segments.flags.writeable = False  # always the same array type for numba: one compiled kernel, not two
@@ -420,14 +420,16 @@ class Encoding:
         # end past the buffer, the kernel stops at its end), saving a small allocation per call.
         return buf, self._segments(buf, allowed) if allowed else _WHOLE_TEXT
 
-    def _batch_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[UTF8, np.ndarray]:
-        """`_text_rows` for `encode_batch_to_numpy`, with less of the GIL: the UTF-8 of a long text is made
-        by `npgpt.bpe.utf8_kernels.utf8_of_str`, which releases it (``str.encode`` holds it; it is as fast
-        on one thread, and much faster on ASCII, which CPython stores as its UTF-8, so ASCII keeps it).
+    def _long_rows(self, text: str, allowed: frozenset, disallowed: frozenset) -> tuple[UTF8, np.ndarray]:
+        """`_text_rows` for the kernels: the UTF-8 of a long text that is not ASCII is made by
+        `npgpt.bpe.utf8_kernels.utf8_of_str`, which is faster than ``str.encode`` on the corpus (2.7 ms
+        against 3.8 for its four such documents: 1.2 against 1.9 on the Russian one) and releases the
+        GIL, which the threads of `encode_batch_to_numpy` need (which uses it on one thread too). ASCII
+        keeps ``str.encode``: CPython stores it as its own UTF-8, a copy. The text has passed `_check_text`.
 
-        The text has passed `_check_text` (`_balanced`). The bytes come as a read-only memoryview of the
-        kernel's array: indexing it gives ints, as bytes does, and read-only, so that the encode kernel
-        sees the array type it always sees (a writable one would compile it a second time).
+        The bytes come as a read-only memoryview of the kernel's array: indexing it gives ints, as bytes
+        does, and read-only, so that the encode kernel sees the array type it always sees (a writable
+        one would compile it a second time).
         """
         if len(text) >= _LONG_TEXT and self._scanned and not allowed and not text.isascii():
             arr, n = _utf8_kernels().utf8_of_str(text)
@@ -437,8 +439,11 @@ class Encoding:
                 return memoryview(arr[:n]).toreadonly(), _WHOLE_TEXT
         return self._text_rows(text, allowed, disallowed)
 
-    def _encode(self, text: str, allowed: frozenset, disallowed: frozenset) -> np.ndarray:
-        buf, segments = self._text_rows(text, allowed, disallowed)
+    def _encode(self, text: str, allowed: frozenset, disallowed: frozenset, rows=None) -> np.ndarray:
+        """The ids of `text`; `rows` is how its UTF-8 and rows are made (`_text_rows`, or `_long_rows`
+        for a batch: one encode keeps ``str.encode``, so that a first encode on a new machine does
+        not compile `utf8_of_str` too, which took it from 9.3 to 10.5 s)."""
+        buf, segments = (rows or self._text_rows)(text, allowed, disallowed)
         if self._tables is None and len(buf) <= self._plain_budget:  # the plain tier, until it has done its share
             self._plain_budget -= len(buf)
             ids = self._plain_encode(buf, segments)
@@ -692,7 +697,7 @@ class Encoding:
         # Less text than two chunks: starting threads would cost more (~0.1 ms each) than they save.
         total = sum(map(len, texts))
         if num_threads == 1 or total < 2 * _MIN_CHUNK:
-            return [self._encode(t, allowed, disallowed).astype(dtype) for t in texts]
+            return [self._encode(t, allowed, disallowed, self._long_rows).astype(dtype) for t in texts]
         # no more threads than there can be chunks (num_threads=1000 would start 999 threads for nothing)
         threads = int(min(num_threads, len(texts) + total // _MIN_CHUNK))
         return _Batch(self, texts, allowed, disallowed, threads).run()
@@ -999,7 +1004,7 @@ class _Batch:
     Every thread, the caller's included, loops: take the next chunk from the queue and encode it; when
     the queue is empty, take the next text, prepare it (UTF-8, special tokens, cut into chunks), queue
     its chunks and encode the first. The thread that encodes a text's last chunk joins the text's ids.
-    The kernels release the GIL, and so does most of preparing a long text (`Encoding._batch_rows`);
+    The kernels release the GIL, and so does most of preparing a long text (`Encoding._long_rows`);
     cutting it into chunks holds it. The threads prepare the texts themselves rather than leave it to
     one planner thread, because a planner holding the GIL text after text would keep every thread that
     comes back from a kernel waiting for it.
@@ -1085,7 +1090,7 @@ class _Batch:
 
     def _prepare(self, i: int) -> tuple[int, int, np.ndarray]:
         """Cut text `i` into chunks; queue all but the first, which is returned for this thread."""
-        buf, rows = self.enc._batch_rows(self.texts[i], self.allowed, self.disallowed)
+        buf, rows = self.enc._long_rows(self.texts[i], self.allowed, self.disallowed)
         chunks = list(Encoding._chunks(buf, rows, self.later[i], self.threads))
         self.bufs[i] = buf
         self.parts[i] = [self.results[i]] * len(chunks)
