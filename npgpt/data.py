@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,14 +93,53 @@ def _check_fits(ids: np.ndarray, dtype: np.dtype, what: str) -> None:
         raise ValueError(f"dtype {dtype} cannot hold token id {bad} ({what} from {lo} to {hi}); use int32 or int64")
 
 
-def _convert(view: np.ndarray, dtype: np.dtype | None, narrowing: bool) -> np.ndarray:
-    """A new C-contiguous, writeable copy of `view` as `dtype` (the storage dtype if None).
+def _convert(view: np.ndarray, dtype: np.dtype | None, narrowing: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """A C-contiguous, writeable copy of `view` as `dtype` (the storage dtype if None): a new array, or `out`
+    (C-contiguous, of `view`'s shape and that dtype) written over.
 
     A narrowing cast is checked again on the very values it converts: the caller may have changed
     an array it still holds since the dataset was built."""
     if narrowing and dtype is not None and view.size:
         _check_fits(view, dtype, "this batch ranges")
-    return np.array(view, dtype=dtype, order="C")
+    if out is None:
+        return np.array(view, dtype=dtype, order="C")
+    np.copyto(out, view, casting="unsafe")  # the values were checked above
+    return out
+
+
+class _Buffers:
+    """Pairs of group arrays (x, y) of one iteration, handed out again once no batch cut from them is alive.
+
+    Every batch is a slice whose ``.base`` is its group array, and whatever is made from a batch (a slice, a
+    transpose, ``np.asarray``, a memoryview, ``torch.from_numpy``) holds the batch or that base: so while any of
+    them lives, the base's reference count is above what the pool alone gives it. That count is measured once
+    on arrays held exactly as the pool holds its own (what ``sys.getrefcount`` counts differs between CPython
+    versions), rather than assumed."""
+
+    SIZE = 2  # the group being read, and the one before (a loop still holds its last batch while asking for more)
+
+    def __init__(self, columns: int, dtype: np.dtype) -> None:
+        self.columns, self.dtype = columns, dtype
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.free = self._count([(np.empty(0), np.empty(0))])
+
+    @staticmethod
+    def _count(pairs: list[tuple[np.ndarray, np.ndarray]]) -> int:
+        for x, y in pairs:  # the same loop as in `take`, so that its references are counted alike
+            assert sys.getrefcount(x) == sys.getrefcount(y)
+            return sys.getrefcount(x)
+        raise AssertionError("unreachable")
+
+    def take(self, rows: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """A pooled pair of `rows` rows that nobody else holds, else a new pair while the pool has room, else
+        (None, None): the caller makes arrays the pool does not keep."""
+        for x, y in self.pairs:
+            if len(x) == rows and sys.getrefcount(x) == self.free and sys.getrefcount(y) == self.free:
+                return x, y
+        if len(self.pairs) == self.SIZE:
+            return None, None
+        self.pairs.append((np.empty((rows, self.columns), self.dtype), np.empty((rows, self.columns), self.dtype)))
+        return self.pairs[-1]
 
 
 def n_windows(n_tokens: int, max_length: int, stride: int) -> int:
@@ -273,7 +313,7 @@ class DataLoader:
     - with a `dtype` (the default), ``x`` and ``y`` are two new C-contiguous, writeable arrays that
       share no memory: writing into one never changes the other (``y`` is ``x`` shifted by one, so
       views of one buffer would alias). Windows are converted (and gathered, when shuffled) up to 32
-      batches per NumPy call;
+      batches per NumPy call, into arrays of the iteration that no batch still held uses;
     - with ``dtype=None``, no shuffling and one rank, ``x`` and ``y`` are read-only views into the
       tokens (zero copy; they overlap, which is why they cannot be written);
     - with ``dtype=None`` and shuffling (or several ranks), new arrays as with a `dtype`.
@@ -332,8 +372,10 @@ class DataLoader:
     # within 256 KiB. Measured on one core: at 8 x 1024 int64, 4 batches per call give 127k batches/s, 16 give
     # 14k (larger arrays come back from the allocator as fresh pages, faulted in on every call). The same
     # effect moves whole epochs: glibc serves blocks above its mmap threshold (128 KiB, raised as large
-    # blocks are freed) as fresh mappings, so a fresh process runs a (256, 128) shuffled epoch at 90-120k
-    # batches/s and one whose heap has grown at 450-640k. Left as found; a reused arena is the next step.
+    # blocks are freed) as fresh mappings, so a fresh process ran a (256, 128) shuffled epoch at 90-120k
+    # batches/s and one whose heap has grown at 450-640k. Hence `_Buffers`: a group is written into group
+    # arrays of this iteration that no batch of theirs still uses, whose pages are already faulted in; a
+    # batch anyone holds is never written over, as its group array is then never handed out again.
     GROUP, GROUP_BYTES = 32, 1 << 18
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -350,14 +392,18 @@ class DataLoader:
         idx = None if in_order else self.indices(epoch)
         item = (dtype or spans.dtype).itemsize
         group = max(1, min(self.GROUP, self.GROUP_BYTES // (bs * self.dataset.max_length * item)))
+        buffers = _Buffers(spans.shape[1] - 1, np.dtype(dtype or spans.dtype))
         for g in range(0, n_batches, group):
             # GROUP batches per NumPy call: a slice of the spans in order, else one gather (np.take would copy
-            # all spans); then x and y as two separate arrays, so that writing one never changes the other
+            # all spans); then x and y as two separate arrays, so that writing one never changes the other (a
+            # pooled pair that no batch still uses, see above)
             rows = slice(g * bs, min(g + group, n_batches) * bs)
             block = spans[rows] if idx is None else spans[idx[rows]]
-            xs, ys = _convert(block[:, :-1], dtype, narrowing), _convert(block[:, 1:], dtype, narrowing)
+            xs, ys = buffers.take(len(block))
+            xs, ys = _convert(block[:, :-1], dtype, narrowing, xs), _convert(block[:, 1:], dtype, narrowing, ys)
             for lo in range(0, len(block), bs):
                 yield xs[lo : lo + bs], ys[lo : lo + bs]
+            del xs, ys  # this frame's hold would keep them from the next group
 
     def __repr__(self) -> str:
         return (f"DataLoader({len(self)} batches of {self.batch_size}, shuffle={self.shuffle}, "

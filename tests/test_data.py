@@ -347,3 +347,79 @@ def test_loader_errors():
         sliding_windows([1.0, 2.0, 3.0], 1, 1)
     with pytest.raises(ValueError, match="num_workers"):
         create_dataloader_v1("some text here", num_workers=-1)
+
+
+def _small_groups(ds, **kwargs):
+    loader = DataLoader(ds, **kwargs)
+    loader.GROUP = 2  # many groups, so that group arrays are handed out again within an epoch
+    return loader
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, None])
+def test_batches_held_are_never_written_over(shuffle, dtype):
+    ds = GPTDatasetV1.from_token_ids(np.arange(3000, dtype=np.uint16) * 7 % 3001, max_length=6, stride=3)
+    loader = _small_groups(ds, batch_size=4, shuffle=shuffle, seed=1, dtype=dtype)
+    kept = list(loader)  # every batch of epoch 0 held at once
+    loader.set_epoch(0)
+    copies = [(x.copy(), y.copy()) for x, y in loader]
+    assert len(kept) == len(copies) == len(loader)
+    for (x, y), (cx, cy) in zip(kept, copies, strict=True):
+        assert np.array_equal(x, cx) and np.array_equal(y, cy)
+        if dtype is not None or shuffle:
+            assert x.flags.c_contiguous and x.flags.writeable and y.flags.writeable
+            assert not np.shares_memory(x, y)
+
+
+def _hold(wrap, x, y):
+    """What a user may keep of a batch ``(x, y)``, and what it shows as an array."""
+    if wrap == "slice":
+        return (x[1:], y[:, 2:]), lambda h: (h[0], h[1])
+    if wrap == "asarray":
+        return (np.asarray(x), np.asarray(y)), lambda h: h
+    if wrap == "memoryview":
+        return (memoryview(x), memoryview(y)), lambda h: (np.asarray(h[0]), np.asarray(h[1]))
+    if wrap == "transpose":
+        return (x.T, y.T), lambda h: (h[0].T, h[1].T)
+    if wrap == "tuple":
+        return ((x, y),), lambda h: h[0]
+    return (x, y), lambda h: h
+
+
+@pytest.mark.parametrize("wrap", ["array", "slice", "asarray", "memoryview", "transpose", "tuple"])
+def test_a_batch_held_in_any_form_is_not_written_over(wrap):
+    ds = GPTDatasetV1.from_token_ids(np.arange(5000, dtype=np.uint16), max_length=8, stride=5)
+    it = iter(_small_groups(ds, batch_size=3, shuffle=True, seed=2))
+    for _ in range(4):
+        next(it)
+    x, y = next(it)
+    want = x.copy(), y.copy()
+    held, show = _hold(wrap, x, y)
+    want_shown = show(_hold(wrap, *want)[0])
+    want_shown = [np.array(w) for w in want_shown]
+    del x, y
+    for _ in range(50):  # every group array of the iteration is handed out again meanwhile
+        next(it)
+    got = show(held)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want_shown, strict=True))
+
+
+def test_group_arrays_nobody_holds_are_handed_out_again():
+    import weakref
+
+    ds = GPTDatasetV1.from_token_ids(np.arange(5000, dtype=np.uint16), max_length=8, stride=5)
+    seen, reused = [], 0
+    for x, _y in _small_groups(ds, batch_size=3, shuffle=True, seed=3):
+        reused += any(r() is x.base for r in seen)
+        seen.append(weakref.ref(x.base))
+    assert reused > len(seen) // 2  # without the pool every base dies with its group
+
+
+def test_torch_tensors_keep_their_batches():
+    torch = pytest.importorskip("torch", reason="torch is optional")
+    ds = GPTDatasetV1.from_token_ids(np.arange(5000, dtype=np.uint16), max_length=8, stride=5)
+    loader = _small_groups(ds, batch_size=3, shuffle=True, seed=4)
+    kept = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in loader]
+    loader.set_epoch(0)
+    for (tx, ty), (x, y) in zip(kept, loader, strict=True):
+        assert np.array_equal(tx.numpy(), x) and np.array_equal(ty.numpy(), y)
