@@ -11,6 +11,10 @@ broadcasting:
 
     x = tok_emb.weight[ids] + pos_emb.weight[:T]      # (B, T, D) + (T, D) -> (B, T, D)
 
+`GPTEmbedding` computes exactly that (the same additions, so the same bits) in one pass over the
+output, on threads, for large inputs (`npgpt.embedding_kernels.gather_add`): NumPy's two expressions
+write the output twice, on one thread (6.1 ms at GPT-2 size against 2.8 ms on 2 cores; torch 4.3).
+
 The backward pass sends each output row's gradient back to the row it came from. When an id
 appears twice its row receives the sum of both gradients: a *scatter-add*, ``np.add.at(grad, ids,
 grad_out)`` in NumPy (`npgpt.reference.embedding_backward` spells it out as a loop). npgpt does it
@@ -37,6 +41,7 @@ Example
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -271,10 +276,12 @@ class GPTEmbedding:
         t = shape[1]
         if t > self.context_length:
             raise ValueError(f"sequence length T={t} exceeds context_length={self.context_length}")
-        x = self.tok_emb(ids)  # (B, T, D), a new array: the lookup copies the rows
-        self.pos_emb._param.check()
-        x += self.pos_emb.weight[:t]  # (T, D), broadcast over the batch, added in place
-        self._ids = self.tok_emb._ids  # the private copy tok_emb just made
+        tok, pos = self.tok_emb, self.pos_emb
+        ids = _copy_ids(ids, tok.num_embeddings, "token")  # as tok_emb(ids) keeps them, for its backward
+        tok._param.check()
+        pos._param.check()
+        x = _lookup_add(tok.weight, pos.weight[:t], ids)  # tok_emb(ids) + pos_emb.weight[:T], broadcast
+        tok._ids = self._ids = ids
         self.pos_emb._ids = np.arange(t)  # what pos_emb(arange(T)) would keep, without copying its rows
         return x
 
@@ -327,6 +334,46 @@ def _check_grad(grad_out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.nd
         raise TypeError(f"grad_out must be floating point, got dtype {g.dtype}")
     g = np.ascontiguousarray(g, dtype=dtype)
     return g if g.flags.writeable else g.copy()  # one kernel signature: numba types read-only arrays apart
+
+
+def _lookup_add(weight: np.ndarray, pos: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``weight[ids] + pos`` for ids of shape (B, T) and pos of shape (T, D): a new (B, T, D) array.
+
+    Large outputs come from `npgpt.embedding_kernels.gather_add` on all the threads this process may
+    use (at most 8): one pass over the output, where NumPy makes two (the rows, then the add), and on
+    one thread. Small ones, and odd layouts, from NumPy itself, which is quicker to start (and
+    imports no numba). Both give the same bits. `ids` is our checked, read-only int64 copy.
+    """
+    b, t = ids.shape
+    d = weight.shape[1]
+    threads = min(_num_threads(None), b * t * d // _PARALLEL_MIN)
+    if threads < 1 or not (weight.dtype in DTYPES and pos.dtype == weight.dtype and weight.flags.c_contiguous
+                           and pos.flags.c_contiguous and pos.shape == (t, d)):
+        x = weight[ids]  # (B, T, D), a new array: the lookup copies the rows
+        x += pos  # (T, D), broadcast over the batch, added in place
+        return x
+    out = np.empty((b * t, d), weight.dtype)
+    flat = np.ascontiguousarray(ids).reshape(-1)  # (a view of our copy when it is C-ordered, as it mostly is)
+    flat.flags.writeable = False  # read-only either way: one compiled kernel, not two
+    cuts = np.linspace(0, b * t, threads + 1).astype(np.int64).tolist()
+    k = _kernels()
+    status = [0] * threads
+
+    def part(i: int) -> None:
+        status[i] = k.gather_add(weight, pos, flat, out, cuts[i], cuts[i + 1])
+
+    helpers = [threading.Thread(target=part, args=(i,)) for i in range(1, threads)]  # the kernel releases the GIL
+    for h in helpers:
+        h.start()
+    try:
+        part(0)  # this thread takes the first rows
+    finally:
+        for h in helpers:
+            h.join()
+    if any(status):
+        raise RuntimeError(f"embedding tables changed shape during the forward (weight {weight.shape}, "
+                           f"pos {pos.shape})")
+    return out.reshape(b, t, d)
 
 
 def _scatter_add(param: Parameter, ids: np.ndarray, rows: np.ndarray, padding_idx: int | None,

@@ -37,6 +37,11 @@ def test_gpt_embedding_equals_loops(b, t, d, vocab, pattern, dtype, seed, thread
     out = emb(ids)
     assert out.shape == (b, t, d) and out.dtype == dtype
     assert np.array_equal(out, reference.embedding_forward(emb.tok_emb.weight, emb.pos_emb.weight, ids))
+    # the kernel (`gather_add`) on `threads` threads, even for tiny inputs, and ids in Fortran order:
+    # the same bits as NumPy's lookup and add
+    with mock.patch.object(npgpt.embedding, "_PARALLEL_MIN", 1), \
+            mock.patch.object(npgpt.embedding, "_num_threads", lambda n: threads if n is None else n):
+        assert np.array_equal(emb(ids), out) and np.array_equal(emb(np.asfortranarray(ids)), out)
     grad = rng.standard_normal((b, t, d)).astype(dtype)
     with mock.patch.object(npgpt.embedding, "_PARALLEL_MIN", 1):  # threads even for tiny inputs
         emb.backward(grad, num_threads=threads)
@@ -315,6 +320,24 @@ def test_fork_after_every_parallel_path(enc):
     # using GNU OpenMP"); Python threads over nogil kernels leave nothing behind for a child to trip on
     done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_forward_kernel_stays_in_bounds_whatever_it_is_given():
+    """`gather_add` is entered only with checked arrays; if one changed since, it stops (-1), never
+    reads or writes outside them."""
+    from npgpt.embedding_kernels import gather_add
+
+    w, p = np.ones((5, 3), np.float32), np.ones((2, 3), np.float32)
+    out = np.zeros((4, 3), np.float32)
+    ok = np.array([0, 4, 1, 2], np.int64)
+    assert gather_add(w, p, ok, out, 0, 4) == 0 and (out == 2).all()
+    for ids, pos, dst, first, last in [(np.array([0, 5, 1, 2]), p, out, 0, 4),  # an id past the table
+                                       (np.array([0, -1, 1, 2]), p, out, 0, 4),  # a negative id
+                                       (ok, np.ones((2, 4), np.float32), out, 0, 4),  # widths disagree
+                                       (ok, p, np.zeros((4, 2), np.float32), 0, 4),
+                                       (ok, np.ones((0, 3), np.float32), out, 0, 4),  # no positions
+                                       (ok, p, out, 0, 5), (ok[:3], p, out, 0, 4), (ok, p, out, -1, 4)]:
+        assert gather_add(w, pos, ids.astype(np.int64), dst, first, last) == -1
 
 
 def test_hostile_arguments_never_crash():
