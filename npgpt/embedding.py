@@ -189,10 +189,14 @@ class Embedding:
 
     def forward(self, ids: Any) -> np.ndarray:
         """``weight[ids]``: one row per id, shape ``ids.shape + (embedding_dim,)``. Keeps a copy of the ids."""
+        return self.weight[self._keep_ids(ids)]
+
+    def _keep_ids(self, ids: Any) -> np.ndarray:
+        """The forward's ids, checked, copied and kept for the backward (`_copy_ids`)."""
         ids = _copy_ids(ids, self.num_embeddings, "token")
         self._param.check()  # fancy indexing is always memory-safe; this keeps the answer meaningful
         self._ids = ids
-        return self.weight[ids]
+        return ids
 
     __call__ = forward
 
@@ -276,12 +280,9 @@ class GPTEmbedding:
         t = shape[1]
         if t > self.context_length:
             raise ValueError(f"sequence length T={t} exceeds context_length={self.context_length}")
-        tok, pos = self.tok_emb, self.pos_emb
-        ids = _copy_ids(ids, tok.num_embeddings, "token")  # as tok_emb(ids) keeps them, for its backward
-        tok._param.check()
-        pos._param.check()
-        x = _lookup_add(tok.weight, pos.weight[:t], ids)  # tok_emb(ids) + pos_emb.weight[:T], broadcast
-        tok._ids = self._ids = ids
+        ids = self._ids = self.tok_emb._keep_ids(ids)  # as tok_emb(ids) keeps them, for the backward
+        self.pos_emb._param.check()
+        x = _lookup_add(self.tok_emb.weight, self.pos_emb.weight[:t], ids)  # tok_emb(ids) + pos_emb.weight[:T]
         self.pos_emb._ids = np.arange(t)  # what pos_emb(arange(T)) would keep, without copying its rows
         return x
 
