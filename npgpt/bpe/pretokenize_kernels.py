@@ -29,7 +29,8 @@ shifts give every piece end, with no branch per piece, whose type a CPU cannot g
 runs of ASCII letters are tested 8 bytes at a time in one 64-bit word (`not_ascii_letters`); and
 the kernels are compiled without numba's reference counting, which otherwise costs two atomic
 operations per piece.
-`next_end` is the scanner the kernels call: `ascii_ends` where it decides, else `piece_end`.
+`next_end` is the scanner the encode kernel calls: `ascii_ends` where it decides, else `piece_end`
+(the trainer's counting, `npgpt.bpe.train_kernels._count_run`, calls `piece_end` alone).
 """
 
 from __future__ import annotations

@@ -178,8 +178,8 @@ def _count_run(words, buf, p, end, limit, classes, cut, prev_end, delta):
     Tracks the last safe cut: the end of a piece that ends in a non-space character and is followed
     by a piece that ends before `limit` (`prev_end`: the previous piece's end if it ends in a non-space,
     else -1). Returns (where it stopped, cut, prev_end, whether it stopped for want of room).
-    The one loop for counting and taking back: each copy of the scanner that numba inlines costs
-    about 4 s of the first compile.
+    The one loop for counting and taking back: each kernel that compiles a copy of the scanner adds
+    seconds to the first compile.
     """
     while p < end:
         q = piece_end(buf, p, end, classes)
@@ -743,8 +743,8 @@ def _merges(corpus, pairs, chains, heap, tokens, n, max_tokens, min_frequency, b
             return STOPPED, tokens
         best = _best_pair(heap, n, pairs, tokens)
         if best == -1 or pairs.count[best] < min_frequency:
-            # No pair in the heap: every pair occurs fewer than FLOOR times. Some may still qualify:
-            # lower the floor, and count them all again.
+            # No pair in the heap, or the best is below min_frequency: every pair left out of the table
+            # occurs fewer than FLOOR times, and some may still qualify: lower the floor, count them all again.
             if n[FLOOR] > max(min_frequency, 1):
                 n[FLOOR] = max(min_frequency, 1)
                 n[LIVE], n[NEED] = n[N_PAIRS], 0
