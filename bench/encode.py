@@ -219,13 +219,21 @@ def breakdown(docs, fresh, repeat):
         enc.encode_to_numpy(text)  # a warm cache: the repeated-text regime
         ids = enc.encode_to_numpy(text)
 
-        def kernel(arr=arr, segments=segments, t=t, out=out, work=work):
+        n_ids = len(ids)
+
+        def kernel(arr=arr, segments=segments, t=t, out=out, work=work, n_ids=n_ids):
+            # `Encoding._run_kernel`'s loop, without its Python around it: go on when the cache is full
+            # or a piece needs more work space, until every id is written
             state = np.zeros(3, np.int64)
             cache = enc._caches.lend()  # the cache encode_to_numpy uses, warm
-            while merge.encode_segments(arr, segments, True, classes, t.byte_ids, t.pairs, t.joinable, cache.arrays,
-                                        work, state, out) == -1:
-                cache = enc._caches.full(cache)
+            while stop := merge.encode_segments(arr, segments, True, classes, t.byte_ids, t.pairs, t.joinable,
+                                                cache.arrays, work, state, out):
+                if stop == -1:
+                    cache = enc._caches.full(cache)
+                else:
+                    work = merge.scratch(stop)
             enc._caches.give_back(cache)
+            assert state[2] == n_ids, "the timed kernel did not write every id"
 
         t_scan = t_kernel = t_total = t_list = float("inf")
         for _ in range(repeat):
