@@ -534,20 +534,19 @@ def write_files(directory: str | os.PathLike, format: str, name: str, encoder: M
     if format == "gpt2":
         vocab = {i: b for b, i in encoder.items()} | {i: s.encode("utf-8") for s, i in special_tokens.items()}
         paths: tuple[Path, ...] = write_gpt2_files(directory, vocab, merges, special_tokens)
-        _write_atomic(special_tokens_path(paths[0]), json.dumps(dict(special_tokens), ensure_ascii=False).encode())
-        return paths
-    if format == "tiktoken":
+    elif format == "tiktoken":
         merged = [encoder[a + b] for a, b in merges]
         if any(x >= y for x, y in itertools.pairwise(merged)):
             raise ValueError(
                 "tiktoken ranks merges by token id, but this vocabulary's merged ids are not in merge order")
-        if not name or name in (".", "..") or Path(name).name != name or os.sep in name or "/" in name:
+        if not name or name in (".", "..") or Path(name).name != name or "/" in name:  # ("/" on Windows too)
             raise ValueError(f"the encoding's name {name!r} is not a file name, which save(format='tiktoken') "
                              "needs for <name>.tiktoken; set .name")
-        path = write_tiktoken_file(directory / f"{name}.tiktoken", encoder)
-        _write_atomic(special_tokens_path(path), json.dumps(dict(special_tokens), ensure_ascii=False).encode())
-        return (path,)
-    raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
+        paths = (write_tiktoken_file(directory / f"{name}.tiktoken", encoder),)
+    else:
+        raise ValueError(f"format must be 'gpt2' or 'tiktoken', got {format!r}")
+    _write_atomic(special_tokens_path(paths[0]), json.dumps(dict(special_tokens), ensure_ascii=False).encode())
+    return paths
 
 
 def _make_folder(folder: Path) -> None:
