@@ -310,10 +310,11 @@ class DataLoader:
 
     What a batch is:
 
-    - with a `dtype` (the default), ``x`` and ``y`` are two new C-contiguous, writeable arrays that
-      share no memory: writing into one never changes the other (``y`` is ``x`` shifted by one, so
-      views of one buffer would alias). Windows are converted (and gathered, when shuffled) up to 32
-      batches per NumPy call, into arrays of the iteration that no batch still held uses;
+    - with a `dtype` (the default), ``x`` and ``y`` are two C-contiguous, writeable arrays that share
+      no memory: writing into one never changes the other (``y`` is ``x`` shifted by one, so views of
+      one buffer would alias). Windows are converted (and gathered, when shuffled) up to 32 batches
+      per NumPy call, into group arrays that are reused once no batch cut from them is alive
+      (`_Buffers`): a batch you still hold is never written over;
     - with ``dtype=None``, no shuffling and one rank, ``x`` and ``y`` are read-only views into the
       tokens (zero copy; they overlap, which is why they cannot be written);
     - with ``dtype=None`` and shuffling (or several ranks), new arrays as with a `dtype`.

@@ -578,8 +578,8 @@ def _utf8_chunks(path: Path, block: int, progress) -> Iterator[tuple[bytes, int]
 
 
 def regular_file(path: str | os.PathLike, what: str = "file", more: int = 0) -> Path:
-    """`path`, as a Path, when it is a regular file (or a link to one): the check of every file npgpt reads
-    (`tokenize_files`, `npgpt.train_bpe`, `TokenFile`, the CLI, `npgpt.distributed`). Else FileNotFoundError
+    """`path`, as a Path, when it is a regular file (or a link to one): the check `tokenize_files`,
+    `npgpt.train_bpe`, `TokenFile`, the CLI and `npgpt.distributed` make of the files they read. Else FileNotFoundError
     ("no such file: ...") or ValueError ("not a regular file: ... (a folder, device or pipe)"); `what`
     names the kind of file, `more` how many others are wrong too."""
     p = Path(path)
@@ -714,12 +714,14 @@ def tokenize_files(paths: str | os.PathLike | Iterable[str | os.PathLike], out: 
 
 def _tokenizer(tokenizer: Any) -> Any:
     """`tokenize_files`'s tokenizer: an `npgpt.Encoding`, or one by name (None: GPT-2's). Anything else must
-    have what `_pipeline` and `tokenize_files` use of an encoding, or it is refused before any work."""
+    have what `_pipeline` and `tokenize_files` use of an encoding (and `eot_token` with ``eot=True``), or it
+    is refused before any work."""
     from npgpt.bpe import get_encoding
 
     if tokenizer is None or isinstance(tokenizer, str):
         return get_encoding("gpt2" if tokenizer is None else tokenizer)
-    missing = [a for a in ("token_dtype", "n_vocab", "chunk_text", "encode_to_numpy") if not hasattr(tokenizer, a)]
+    missing = [a for a in ("token_dtype", "n_vocab", "name", "chunk_text", "encode_to_numpy")
+               if not hasattr(tokenizer, a)]
     if missing:
         raise TypeError(f"tokenizer must be an npgpt.Encoding or an encoding name such as 'gpt2', got "
                         f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__} (it has no {', '.join(missing)})")
