@@ -243,9 +243,7 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
     start = 0
     if allowed_special:  # never cut inside a special token: only after the last one that starts in time
         # (found as encoding finds them, in the repaired text: "😀" may come as a pair of surrogates)
-        found, at = text, None
-        if not text.isascii() and _SURROGATE.search(text):
-            found, at = fix_surrogates(text), _repaired_offsets(text)
+        found, at = _repaired(text)
         for m in special_token_regex(allowed_special).finditer(found):
             begin, end = (m.start(), m.end()) if at is None else (int(at[m.start()]), int(at[m.end()]))
             if begin >= limit:
@@ -271,6 +269,14 @@ def safe_cut(text: str, limit: int, pattern: str = GPT2_PATTERN, allowed_special
     return _cut_after_pieces(text, start, limit, pattern) or start
 
 
+def _repaired(text: str) -> tuple[str, np.ndarray | None]:
+    """`text` as encoding sees it (`fix_surrogates`) and where each of its characters starts in `text`
+    (`_repaired_offsets`); `text` itself and None when it has no surrogate, as most texts."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text, None
+    return fix_surrogates(text), _repaired_offsets(text)
+
+
 def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
     """The general rule: cut after piece k when piece k + 1 also ends before `limit` (so the regex
     chose piece k with all the look-ahead it could need) and piece k ends in a non-space (white
@@ -280,11 +286,7 @@ def _cut_after_pieces(text: str, start: int, limit: int, pattern: str) -> int:
     has surrogates, for a pair written as two code points becomes one character, of any class (two
     "other" code points unrepaired, they swallowed an apostrophe that the repaired digit leaves to "'s").
     """
-    part = text[start:]
-    at = None  # where each character of the repaired `part` starts in `part`, when repairing changes it
-    if not part.isascii() and _SURROGATE.search(part):
-        at = _repaired_offsets(part)
-        part = fix_surrogates(part)
+    part, at = _repaired(text[start:])  # (at: where each character of the repaired part starts in it)
     if pattern == GPT2_PATTERN:
         from npgpt.bpe import pretokenize_kernels
         from npgpt.bpe.unicode_tables import char_classes
