@@ -361,8 +361,7 @@ def train_from_counts(words: Any, vocab_size: int, specials: list[str], *, patte
     # Token ids are below max_tokens: 16 bits hold them in most vocabularies (GPT-2's included).
     sym = pool[:n_sym].astype(np.uint16 if max_tokens <= 1 << 16 else np.int32)
     del pool
-    corpus, tokens, n = k.new_state(sym, start, length, freq)
-    n[k.FLOOR] = max(2, min_frequency)  # pairs below it wait outside the table (see rebuild)
+    corpus, tokens, n = k.new_state(sym, start, length, freq, floor=max(2, min_frequency))
     del sym, start, length, freq  # the corpus holds them; rebuild may replace sym with a shorter copy
     with progress_bar(progress, total=max_tokens - 256, unit="token", desc="merging") as update:
         status = k.NEEDS_ROOM  # the first rebuild makes the pair counts, chains and heap

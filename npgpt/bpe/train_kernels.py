@@ -17,8 +17,8 @@ the grown tuples. The merge loop's arrays do not grow: when the next merge lacks
 lets go of the pair table, chains and heap, and `rebuild` makes them again from the words as they
 are then, sized to what they hold (merging leaves behind pairs that no longer occur and chain
 entries of words that no longer hold the pair, which a fresh count does not have). Pairs that occur
-fewer than a floor (2) times stay out of the table until no pair reaches it (`_above_floor`), and a
-full pair table first drops them in place (`_drop_pairs`). So old and new arrays never take memory
+fewer than a floor (2, or `min_frequency` when higher) times stay out of the table until no pair
+reaches it (`_above_floor`), and a full pair table first drops them in place (`_drop_pairs`). So old and new arrays never take memory
 at the same time, and the arrays are sized to the live pairs, not to every pair ever seen. The
 plain twin these are held to is `npgpt.reference.train`.
 
@@ -296,7 +296,7 @@ class Tokens(NamedTuple):
     out_id: np.ndarray  # int32
 
 
-def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray):
+def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.ndarray, floor: int = 2):
     """(corpus, tokens, counters) before the first merge; ``sym`` is taken over. The pair counts,
     chains and heap are made by `rebuild`, which is called first.
 
@@ -316,7 +316,7 @@ def new_state(sym: np.ndarray, start: np.ndarray, length: np.ndarray, freq: np.n
     n[N_SYMBOLS] = sym.shape[0]
     n[FREE] = -1
     n[ALL_PAIRS] = 1 << 12  # a first guess at the number of pairs; rebuild grows its table as needed
-    n[FLOOR] = 2
+    n[FLOOR] = floor  # pairs seen fewer times wait outside the pair table (see `rebuild`)
     return corpus, tokens, n
 
 
