@@ -18,8 +18,9 @@ lets go of the pair table, chains and heap, and `rebuild` makes them again from 
 are then, sized to what they hold (merging leaves behind pairs that no longer occur and chain
 entries of words that no longer hold the pair, which a fresh count does not have). Pairs that occur
 fewer than a floor (2, or `min_frequency` when higher) times stay out of the table until no pair
-reaches it (`_above_floor`), and a full pair table first drops them in place (`_drop_pairs`). So old and new arrays never take memory
-at the same time, and the arrays are sized to the live pairs, not to every pair ever seen. The
+reaches it (`_above_floor`), and a full pair table first drops them in place (`_drop_pairs`). So
+old and new arrays never take memory at the same time, and the arrays are sized to the live pairs,
+not to every pair ever seen. The
 plain twin these are held to is `npgpt.reference.train`.
 
 Speed notes. The state travels as NamedTuples of arrays, which numba passes like any tuple; but each
